@@ -1,0 +1,222 @@
+"""One typed config tree, loaded from YAML and validated at load time.
+
+Each component gets only its own section (cfg.model, cfg.data, ...). Unknown keys,
+wrong types and out-of-range values fail at once with the key's dotted name:
+
+    ConfigError: optim.lr: Input should be greater than 0 (got -0.1)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal, Optional
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from tleg_dist.models.arch import SIZES, ViTArch
+
+
+class ConfigError(ValueError):
+    pass
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ModelConfig(Section):
+    """The ViT. In the learngene stage `depth` is the Aux-Net's; in finetune, the Des-Net's."""
+
+    size: Optional[str] = Field(None, description=f"a named size ({', '.join(SIZES)}) filling unset fields")
+    embed_dim: int = Field(64, gt=0)
+    num_heads: int = Field(4, gt=0)
+    mlp_ratio: float = Field(4.0, gt=0)
+    patch_size: int = Field(4, gt=0)
+    img_size: int = Field(28, gt=0)
+    in_chans: int = Field(1, gt=0)
+    num_classes: int = Field(10, gt=1)
+    qkv_bias: bool = True
+    depth: int = Field(6, ge=1)
+    drop_path_rate: float = Field(0.0, ge=0, lt=1)
+    # finetune only: how the Des-Net starts.
+    init: Literal["learngene", "scratch", "truncated"] = "scratch"
+    learngene: Optional[Path] = Field(None, description="learngene file for init=learngene")
+    pretrained: Optional[Path] = Field(None, description="timm ViT state (safetensors) for init=truncated")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fill_size(cls, data):
+        if isinstance(data, dict) and data.get("size") is not None:
+            if data["size"] not in SIZES:
+                raise ValueError(f"size: unknown size {data['size']!r}; known: {', '.join(SIZES)}")
+            data = {**SIZES[data["size"]], **data}
+        return data
+
+    @model_validator(mode="after")
+    def _check(self):
+        if self.embed_dim % self.num_heads:
+            raise ValueError(f"num_heads={self.num_heads} does not divide embed_dim={self.embed_dim}")
+        if self.img_size % self.patch_size:
+            raise ValueError(f"patch_size={self.patch_size} does not divide img_size={self.img_size}")
+        if self.init == "learngene" and self.learngene is None:
+            raise ValueError("init=learngene needs model.learngene (a learngene file)")
+        if self.init == "truncated" and self.pretrained is None:
+            raise ValueError("init=truncated needs model.pretrained (a ViT state file)")
+        return self
+
+    def arch(self) -> ViTArch:
+        return ViTArch(embed_dim=self.embed_dim, num_heads=self.num_heads, mlp_ratio=self.mlp_ratio,
+                       patch_size=self.patch_size, img_size=self.img_size, in_chans=self.in_chans,
+                       num_classes=self.num_classes, qkv_bias=self.qkv_bias)
+
+
+class AugConfig(Section):
+    """DeiT-style training augmentation (timm). All off by default for the small CPU recipes."""
+
+    randaugment: Optional[str] = Field(None, description="timm auto_augment string, e.g. rand-m9-mstd0.5-inc1")
+    hflip: float = Field(0.0, ge=0, le=1)
+    random_resized_crop: bool = False
+    mixup: float = Field(0.0, ge=0)
+    cutmix: float = Field(0.0, ge=0)
+    label_smoothing: float = Field(0.0, ge=0, lt=1)
+    reprob: float = Field(0.0, ge=0, le=1, description="random erasing probability")
+
+
+class FFCVConfig(Section):
+    """FFCV loader settings (data.format=ffcv); see docs/ffcv.md."""
+
+    order: Literal["random", "quasi_random"] = Field(
+        "random", description="random: DistributedSampler's order; quasi_random: page-local, 1 rank only")
+    os_cache: bool = Field(True, description="read through the OS page cache (shared by local ranks)")
+    batches_ahead: int = Field(3, ge=1, description="batches prepared in advance")
+
+
+class DataConfig(Section):
+    format: Literal["fashion_mnist", "imagefolder", "synthetic", "ffcv"] = "fashion_mnist"
+    root: Optional[Path] = Field(None, description="dataset folder (defaults per format)")
+    train_path: Optional[Path] = Field(None, description="ffcv: train .beton")
+    val_path: Optional[Path] = Field(None, description="ffcv: val .beton")
+    classes: Optional[list[int]] = Field(None, description="keep only these labels, relabelled 0..k-1")
+    train_limit: Optional[int] = Field(None, gt=0, description="use only the first N training images")
+    val_limit: Optional[int] = Field(None, gt=0)
+    batch_size: int = Field(128, gt=0, description="per-rank micro-batch")
+    eval_batch_size: int = Field(256, gt=0)
+    num_workers: int = Field(0, ge=0)
+    synthetic_size: int = Field(512, gt=0)
+    on_bad_image: Literal["fail", "skip"] = "fail"
+    aug: AugConfig = AugConfig()
+    ffcv: FFCVConfig = FFCVConfig()
+
+
+class TeacherConfig(Section):
+    model: str = Field("resnet10t", description="any timm model name")
+    checkpoint: Optional[Path] = Field(None, description="local weights: safetensors or a weights-only torch file")
+    pretrained: bool = False
+    kwargs: dict = Field(default_factory=dict, description="extra timm.create_model arguments")
+
+
+class DistillConfig(Section):
+    type: Literal["none", "soft", "hard"] = "none"
+    alpha: float = Field(0.5, ge=0, le=1)
+    tau: float = Field(1.0, gt=0)
+    teacher: TeacherConfig = TeacherConfig()
+
+
+class OptimConfig(Section):
+    lr: Optional[float] = Field(None, gt=0, description="absolute lr; default base_lr * global_batch / 512")
+    base_lr: float = Field(5e-4, gt=0)
+    min_lr: float = Field(1e-5, ge=0)
+    weight_decay: float = Field(0.05, ge=0)
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = Field(1e-8, gt=0)
+    warmup_epochs: float = Field(0.0, ge=0)
+    grad_accum: int = Field(1, ge=1)
+    clip_grad: Optional[float] = Field(None, gt=0)
+
+
+class CheckpointConfig(Section):
+    every_steps: Optional[int] = Field(None, gt=0, description="also save every N optimizer steps")
+    keep_last: int = Field(2, ge=1)
+    keep_best: bool = True
+
+
+class TrainConfig(Section):
+    epochs: int = Field(1, ge=1)
+    max_steps: Optional[int] = Field(None, gt=0, description="stop after N optimizer steps (smoke runs)")
+    eval_every_epochs: int = Field(1, ge=1)
+    log_every_steps: int = Field(20, ge=1)
+    ema_decay: Optional[float] = Field(None, gt=0, lt=1)
+    nan_policy: Literal["stop", "skip"] = "stop"
+    max_nan_skips: int = Field(10, ge=0)
+    progress: bool = True
+
+
+class RunConfig(Section):
+    stage: Literal["teacher", "learngene", "finetune"] = "learngene"
+    seed: int = 0
+    output_dir: Path = Path("runs/default")
+    deepspeed_config: Path = Field(Path("configs/ds/zero0.json"), description="engine settings (ZeRO stage, bf16)")
+    model: ModelConfig = ModelConfig()
+    data: DataConfig = DataConfig()
+    distill: DistillConfig = DistillConfig()
+    optim: OptimConfig = OptimConfig()
+    train: TrainConfig = TrainConfig()
+    checkpoint: CheckpointConfig = CheckpointConfig()
+
+
+def _format_error(err: ValidationError, source: str) -> str:
+    lines = []
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"]) or "<root>"
+        msg = e["msg"]
+        if e["type"] == "extra_forbidden":
+            msg = "unknown key"
+        got = e.get("input")
+        shown = "" if isinstance(got, dict) or e["type"] == "missing" else f" (got {got!r})"
+        lines.append(f"{key}: {msg}{shown}")
+    return f"{source}: invalid config\n  " + "\n  ".join(lines)
+
+
+def parse_override(item: str) -> tuple[list[str], object]:
+    if "=" not in item:
+        raise ConfigError(f"override {item!r} is not of the form key.sub=value")
+    key, value = item.split("=", 1)
+    return key.strip().split("."), yaml.safe_load(value)
+
+
+def apply_overrides(raw: dict, overrides: list[str]) -> dict:
+    for item in overrides:
+        path, value = parse_override(item)
+        node = raw
+        for p in path[:-1]:
+            node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {item!r}: {'.'.join(path[:-1])} is not a section")
+        node[path[-1]] = value
+    return raw
+
+
+def from_dict(raw: dict, source: str = "<config>") -> RunConfig:
+    try:
+        return RunConfig.model_validate(raw)
+    except ValidationError as e:
+        raise ConfigError(_format_error(e, source)) from None
+
+
+def load(path: str | Path | None, overrides: list[str] = ()) -> RunConfig:
+    raw: dict = {}
+    source = "<defaults>"
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist")
+        raw = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{path}: top level must be a mapping")
+        source = str(path)
+    return from_dict(apply_overrides(raw, list(overrides)), source)
+
+
+def to_yaml(cfg: RunConfig) -> str:
+    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)

@@ -1,0 +1,35 @@
+"""The narrow interface between data sources and the trainer.
+
+Every source (Fashion-MNIST, ImageFolder, synthetic, FFCV) returns a `DataBundle`.
+The trainer only ever calls `train.epoch(epoch, start_batch)` and iterates `val`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Iterable, Iterator, Optional, Protocol
+
+import torch
+
+Batch = tuple[torch.Tensor, torch.Tensor]  # float NCHW images (normalised), int64 labels
+
+
+class TrainStream(Protocol):
+    def __len__(self) -> int:
+        """Batches per epoch on this rank (identical on every rank)."""
+
+    def epoch(self, epoch: int, start_batch: int = 0) -> Iterator[Batch]:
+        """This rank's batches of `epoch`, skipping the first `start_batch` of them.
+
+        Deterministic in (seed, epoch, rank): a resumed run sees exactly the batches
+        an uninterrupted one would have. Yielded tensors must be safe to keep.
+        """
+
+
+@dataclass
+class DataBundle:
+    train: TrainStream
+    val: Iterable[Batch]          # this rank's disjoint share of the validation set (no padding)
+    num_classes: int
+    # Batch-level augmentation (timm Mixup/CutMix), applied by the trainer: (x, y) -> (x, soft y).
+    mixup: Optional[Callable[[torch.Tensor, torch.Tensor], Batch]] = None

@@ -1,0 +1,47 @@
+"""DeiT's distillation loss, self-contained (after facebookresearch/deit losses.py)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def soft_distillation(student: torch.Tensor, teacher: torch.Tensor, tau: float) -> torch.Tensor:
+    """KL(teacher_tau || student_tau) * tau^2 / numel, exactly DeiT's 'soft' term."""
+    return F.kl_div(
+        F.log_softmax(student / tau, dim=1),
+        F.log_softmax(teacher / tau, dim=1),
+        reduction="sum",
+        log_target=True,
+    ) * (tau * tau) / student.numel()
+
+
+class DistillationLoss(nn.Module):
+    """(1 - alpha) * base(student, labels) + alpha * KD(student, teacher).
+
+    `type='none'` returns the base loss and never calls the teacher.
+    """
+
+    def __init__(self, base: nn.Module, teacher: nn.Module | None, type: str = "none",
+                 alpha: float = 0.5, tau: float = 1.0):
+        super().__init__()
+        if type not in ("none", "soft", "hard"):
+            raise ValueError(f"distillation type must be none, soft or hard, got {type!r}")
+        if type != "none" and teacher is None:
+            raise ValueError(f"distillation type {type!r} needs a teacher")
+        self.base, self.type, self.alpha, self.tau = base, type, alpha, tau
+        self.teacher = teacher
+
+    def forward(self, inputs: torch.Tensor, outputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        outputs = outputs.float()
+        base = self.base(outputs, labels)
+        if self.type == "none":
+            return base
+        with torch.no_grad():
+            t = self.teacher(inputs.float()).float()
+        if self.type == "soft":
+            kd = soft_distillation(outputs, t, self.tau)
+        else:
+            kd = F.cross_entropy(outputs, t.argmax(dim=1))
+        return (1 - self.alpha) * base + self.alpha * kd

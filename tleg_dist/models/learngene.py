@@ -1,0 +1,114 @@
+"""The learngene: two tensors per block parameter, and the one expansion rule.
+
+Layer l (0-based) of an L-layer model gets  theta_l = theta_A + (l / L) * theta_B.
+`expand` is the only implementation of that rule in the project: the Aux-Net's
+forward, Des-Net initialisation and the converters all call it.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from tleg_dist.models.arch import ViTArch
+
+# Block parameters under their timm names (inside `blocks.<i>.`).
+BLOCK_PARAMS = (
+    "norm1.weight",
+    "norm1.bias",
+    "attn.qkv.weight",
+    "attn.qkv.bias",
+    "attn.proj.weight",
+    "attn.proj.bias",
+    "norm2.weight",
+    "norm2.bias",
+    "mlp.fc1.weight",
+    "mlp.fc1.bias",
+    "mlp.fc2.weight",
+    "mlp.fc2.bias",
+)
+
+
+def block_param_shapes(arch: ViTArch) -> dict[str, tuple[int, ...]]:
+    d, h = arch.embed_dim, arch.mlp_hidden
+    shapes = {
+        "norm1.weight": (d,),
+        "norm1.bias": (d,),
+        "attn.qkv.weight": (3 * d, d),
+        "attn.qkv.bias": (3 * d,),
+        "attn.proj.weight": (d, d),
+        "attn.proj.bias": (d,),
+        "norm2.weight": (d,),
+        "norm2.bias": (d,),
+        "mlp.fc1.weight": (h, d),
+        "mlp.fc1.bias": (h,),
+        "mlp.fc2.weight": (d, h),
+        "mlp.fc2.bias": (d,),
+    }
+    if not arch.qkv_bias:
+        del shapes["attn.qkv.bias"]
+    return shapes
+
+
+def expand(theta_a: torch.Tensor, theta_b: torch.Tensor, depth: int) -> torch.Tensor:
+    """All `depth` layers at once: out[l] = theta_a + (l / depth) * theta_b.
+
+    One broadcast op per tensor rather than a loop over layers. The coefficient is a
+    constant, so autograd keeps no copy of theta_a/theta_b for the backward pass
+    (which matters under ZeRO-3, where parameters are released after use).
+    """
+    if depth < 1:
+        raise ValueError(f"depth must be >= 1, got {depth}")
+    if theta_a.shape != theta_b.shape:
+        raise ValueError(f"theta_a {tuple(theta_a.shape)} and theta_b {tuple(theta_b.shape)} differ in shape")
+    coef = torch.arange(depth, device=theta_a.device, dtype=torch.float64).div_(depth).to(theta_a.dtype)
+    coef = coef.view(depth, *([1] * theta_a.dim()))
+    return theta_a.unsqueeze(0) + coef * theta_b.unsqueeze(0)
+
+
+def module_key(name: str) -> str:
+    """Parameter names may not contain dots: 'attn.qkv.weight' -> 'attn_qkv_weight'."""
+    return name.replace(".", "_")
+
+
+class Learngene(nn.Module):
+    """theta_A and theta_B for every block parameter, initialised as the paper's code.
+
+    Linear weights: trunc_normal(std=0.02) for both A and B, biases 0.
+    LayerNorm: A weight 1, A bias 0; B all 0 (so every layer starts as a plain LN).
+    """
+
+    def __init__(self, arch: ViTArch):
+        super().__init__()
+        self.shapes = block_param_shapes(arch)
+        self.theta_a = nn.ParameterDict()
+        self.theta_b = nn.ParameterDict()
+        for name, shape in self.shapes.items():
+            self.theta_a[module_key(name)] = nn.Parameter(torch.empty(shape))
+            self.theta_b[module_key(name)] = nn.Parameter(torch.empty(shape))
+        self.reset_parameters()
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        for name in self.shapes:
+            a, b = self.theta_a[module_key(name)], self.theta_b[module_key(name)]
+            if name.startswith("norm") and name.endswith("weight"):
+                a.fill_(1.0)
+                b.zero_()
+            elif name.endswith("bias"):
+                a.zero_()
+                b.zero_()
+            else:
+                nn.init.trunc_normal_(a, std=0.02)
+                nn.init.trunc_normal_(b, std=0.02)
+
+    def forward(self, depth: int) -> dict[str, torch.Tensor]:
+        """Expanded weights of all `depth` layers, each stacked along dim 0.
+
+        Doing this inside a module's forward lets ZeRO-3 gather the partitioned
+        parameters through its usual module hooks.
+        """
+        return {
+            name: expand(self.theta_a[module_key(name)], self.theta_b[module_key(name)], depth)
+            for name in self.shapes
+        }

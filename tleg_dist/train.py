@@ -1,0 +1,53 @@
+"""Train one stage (teacher, learngene distillation, or Des-Net fine-tuning).
+
+    # 1 process (CPU or 1 GPU)
+    python tleg_dist/train.py --config configs/cpu/learngene_fmnist.yaml
+    # 2 ranks on one machine (CPU ranks on gloo when there is no GPU)
+    deepspeed --num_gpus 2 tleg_dist/train.py --deepspeed_config configs/ds/zero2.json --config RECIPE.yaml
+    torchrun --nproc_per_node 8 tleg_dist/train.py --config configs/paper/aux_small.yaml
+    # multi-node: sbatch slurm/learngene.sh
+Overrides: trailing key.sub=value pairs, e.g. train.epochs=3 model.depth=4.
+Resume: --resume auto continues from the newest complete checkpoint in output_dir.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: make the package importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    import deepspeed
+
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", required=True, help="recipe YAML (see configs/)")
+    p.add_argument("--resume", default=None, help="'auto' or a checkpoint tag directory")
+    p.add_argument("--local_rank", "--local-rank", type=int, default=None, help="set by launchers")
+    p.add_argument("overrides", nargs="*", help="key.sub=value")
+    p = deepspeed.add_config_arguments(p)
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    from tleg_dist import config
+    from tleg_dist.training.trainer import train
+
+    args = parse_args(argv)
+    overrides = list(args.overrides)
+    if args.deepspeed_config:
+        overrides.append(f"deepspeed_config={args.deepspeed_config}")
+    try:
+        cfg = config.load(args.config, overrides)
+    except config.ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    train(cfg, resume=args.resume)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

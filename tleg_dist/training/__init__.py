@@ -1,0 +1,1 @@
+"""DeepSpeed training: engine set-up, the loop, checkpoints, metrics."""

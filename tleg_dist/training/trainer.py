@@ -1,0 +1,181 @@
+"""train(cfg): build the stage's model, data and DeepSpeed engine; run; checkpoint; export.
+
+    cfg = tleg_dist.config.load("configs/cpu/learngene_fmnist.yaml")
+    summary = train(cfg, resume="auto")
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+
+import deepspeed
+import torch
+from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
+
+from tleg_dist import config as config_lib
+from tleg_dist.config import ConfigError, RunConfig
+from tleg_dist.data import build_data
+from tleg_dist.losses import DistillationLoss
+from tleg_dist.teacher import build_teacher
+from tleg_dist.training import ds_config, distributed, optim
+from tleg_dist.training.checkpoint import (Checkpointer, CheckpointError, Position, complete_tags, find_resume,
+                                          tag_for)
+from tleg_dist.training.exports import export_final
+from tleg_dist.training.loop import LoopContext, evaluate, train_steps
+from tleg_dist.training.metrics import MetricsLog
+from tleg_dist.training.model_factory import build_model
+from tleg_dist.training.preempt import PreemptionFlag, requeue_if_asked
+
+log = logging.getLogger("tleg_dist")
+
+
+def _criterion(cfg: RunConfig, teacher) -> DistillationLoss:
+    aug = cfg.data.aug
+    if aug.mixup > 0 or aug.cutmix > 0:
+        base = SoftTargetCrossEntropy()  # mixup already smoothed the targets
+    elif aug.label_smoothing > 0:
+        base = LabelSmoothingCrossEntropy(aug.label_smoothing)
+    else:
+        base = torch.nn.CrossEntropyLoss()
+    d = cfg.distill
+    return DistillationLoss(base, teacher, d.type, d.alpha, d.tau)
+
+
+def _prepare_output(cfg: RunConfig, resume: str | None, is_main: bool) -> Path:
+    out = Path(cfg.output_dir)
+    ckpt = out / "checkpoints"
+    if resume is None and complete_tags(ckpt):
+        raise CheckpointError(f"{out} already holds checkpoints; pass --resume auto to continue it, "
+                              f"or choose another output_dir (nothing was overwritten)")
+    if is_main:
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "config.yaml").write_text(config_lib.to_yaml(cfg))
+        except OSError as e:
+            raise CheckpointError(f"cannot write to output_dir {out}: {e}") from e
+    return out
+
+
+def train(cfg: RunConfig, resume: str | None = None) -> dict:
+    t_start = time.time()
+    dist = distributed.init()
+    logging.basicConfig(level=logging.INFO if dist.is_main else logging.WARNING,
+                        format="%(asctime)s %(name)s: %(message)s")
+    deepspeed.utils.logger.setLevel(logging.WARNING)
+    out = _prepare_output(cfg, resume, dist.is_main)
+    distributed.barrier()
+
+    ds = ds_config.build(cfg, dist.world_size)
+    stage3, bf16 = ds_config.zero_stage(ds) == 3, ds_config.bf16(ds)
+    if cfg.train.ema_decay is not None and stage3:
+        raise ConfigError("train.ema_decay: EMA is not supported with ZeRO-3 (parameters are partitioned)")
+
+    data = build_data(cfg.data, cfg.model.arch(), rank=dist.rank, world_size=dist.world_size, seed=cfg.seed)
+    teacher = None
+    if cfg.distill.type != "none":
+        teacher = build_teacher(cfg.distill.teacher, data.num_classes, cfg.model.in_chans).to(dist.device)
+    torch.manual_seed(cfg.seed)  # identical initial weights on every rank
+    model = build_model(cfg, data.num_classes)
+
+    steps_per_epoch = max(1, len(data.train) // cfg.optim.grad_accum)
+    total_steps = steps_per_epoch * cfg.train.epochs
+    global_batch = ds["train_batch_size"]
+    peak = optim.peak_lr(cfg.optim, global_batch)
+    engine, _, _, _ = deepspeed.initialize(
+        model=model, optimizer=optim.build_optimizer(model, cfg.optim, peak), config=ds,
+        lr_scheduler=optim.scheduler_factory(cfg.optim, total_steps=total_steps,
+                                             steps_per_epoch=steps_per_epoch, peak=peak))
+    ema = None
+    if cfg.train.ema_decay is not None:
+        from timm.utils import ModelEmaV3
+        ema = ModelEmaV3(engine.module, decay=cfg.train.ema_decay)
+
+    ckpt = Checkpointer(out / "checkpoints", cfg.checkpoint.keep_last, cfg.checkpoint.keep_best, dist.is_main)
+    pos = Position()
+    resume_from = find_resume(out / "checkpoints", resume)
+    if resume_from is not None:
+        pos, client = ckpt.load(engine, resume_from)
+        if ema is not None and "ema" in client:
+            ema.load_state_dict(client["ema"])
+        log.info("resumed from %s: epoch %d, batch %d, step %d", resume_from, pos.epoch, pos.batch_in_epoch,
+                 pos.global_step)
+
+    metrics = MetricsLog(out, dist.is_main, cfg.train.progress)
+    n_params = sum(p.ds_numel if hasattr(p, "ds_numel") else p.numel() for p in engine.module.parameters())
+    metrics.print(f"[tleg] stage={cfg.stage} depth={cfg.model.depth} params={n_params:,} ranks={dist.world_size} "
+                  f"zero={ds_config.zero_stage(ds)} bf16={bf16} global_batch={global_batch} lr={peak:.3g} "
+                  f"steps/epoch={steps_per_epoch} -> {out}")
+    dtype = torch.bfloat16 if bf16 else torch.float32
+    ctx = LoopContext(engine, _criterion(cfg, teacher), dist, dtype, data.mixup, cfg.seed, cfg.train.nan_policy,
+                      cfg.train.max_nan_skips, cfg.train.log_every_steps, global_batch, ema)
+    meta = {"stage": cfg.stage, "arch": cfg.model.arch().to_dict() | {"num_classes": data.num_classes},
+            "depth": cfg.model.depth, "zero_stage": ds_config.zero_stage(ds), "bf16": bf16,
+            "world_size": dist.world_size, "config": cfg.model_dump(mode="json")}
+
+    def client_state() -> dict:
+        return {"ema": ema.state_dict()} if ema is not None else {}
+
+    flag = PreemptionFlag().install()
+    stopped = None
+
+    def on_step() -> bool:
+        nonlocal stopped
+        every = cfg.checkpoint.every_steps
+        preempted = distributed.any_rank(flag.received is not None, dist.device) if dist.world_size > 1 \
+            else flag.received is not None
+        done = cfg.train.max_steps is not None and pos.global_step >= cfg.train.max_steps
+        if preempted or done or (every and pos.global_step % every == 0):
+            ckpt.save(engine, pos, meta, client_state())
+        if preempted:
+            stopped = "preempted"
+        elif done:
+            stopped = "max_steps"
+        return stopped is None
+
+    last_eval: dict = {}
+    if cfg.train.max_steps is not None and pos.global_step >= cfg.train.max_steps:
+        stopped = "max_steps"  # resumed a run that had already reached its step budget
+    try:
+        while pos.epoch < cfg.train.epochs and stopped is None:
+            metrics.bar(len(data.train), pos.batch_in_epoch, f"{cfg.stage} epoch {pos.epoch + 1}/{cfg.train.epochs}")
+            finished = train_steps(ctx, data.train.epoch(pos.epoch, pos.batch_in_epoch), pos, metrics, on_step)
+            metrics.close_bar()
+            if not finished:
+                break
+            pos.epoch, pos.batch_in_epoch = pos.epoch + 1, 0
+            if pos.epoch % cfg.train.eval_every_epochs == 0 or pos.epoch == cfg.train.epochs:
+                last_eval = evaluate(engine, data.val, dist, dtype)
+                if ema is not None:
+                    last_eval["ema_top1"] = evaluate(ema.module, data.val, dist, dtype)["top1"]
+                metrics.log("eval", pos.global_step, epoch=pos.epoch, **last_eval)
+                metrics.print(f"[tleg] epoch {pos.epoch}: val top1 {last_eval['top1']:.2f}% "
+                              f"top5 {last_eval['top5']:.2f}% loss {last_eval['loss']:.4f}")
+                if last_eval["top1"] > pos.best_top1:
+                    pos.best_top1 = last_eval["top1"]
+                    pos.best_tag = tag_for(pos.global_step)
+            ckpt.save(engine, pos, meta, client_state())
+    finally:
+        flag.uninstall()
+        metrics.close_bar()
+
+    summary = {"stage": cfg.stage, "depth": cfg.model.depth, "status": stopped or "completed",
+               "epoch": pos.epoch, "global_step": pos.global_step,
+               "images_seen": pos.micro_step * cfg.data.batch_size * dist.world_size,
+               "params": n_params, "wall_time_s": time.time() - t_start, "best_top1": pos.best_top1,
+               **{f"val_{k}": v for k, v in last_eval.items()}}
+    if stopped == "preempted":
+        metrics.print(f"[tleg] preempted at step {pos.global_step}: checkpoint saved")
+        requeue_if_asked(dist.is_main)
+    else:
+        if not last_eval:
+            last_eval = evaluate(engine, data.val, dist, dtype)
+            summary.update({f"val_{k}": v for k, v in last_eval.items()})
+        summary["files"] = export_final(cfg, engine, meta, out, dist.is_main, summary)
+    if dist.is_main:
+        (out / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
+    metrics.close()
+    distributed.barrier()
+    return summary
