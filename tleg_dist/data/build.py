@@ -1,0 +1,118 @@
+"""`build_data`: the one entry point from a `DataConfig` to a `DataBundle`.
+
+    bundle = build_data(cfg.data, cfg.model.arch(), rank=r, world_size=w, seed=cfg.seed)
+    for x, y in bundle.train.epoch(epoch, start_batch): ...
+
+Every source applies `data.classes` (relabelled 0..k-1), `train_limit`/`val_limit`, the shared
+sampler (`sampler.py`) and, when mixup/cutmix is on, a timm `Mixup` for the trainer to apply.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from timm.data import Mixup
+
+from tleg_dist.config import DataConfig
+from tleg_dist.data import fashion_mnist as fm
+from tleg_dist.data.base import DataBundle
+from tleg_dist.data.errors import DataError
+from tleg_dist.data.imagefolder import ImageFiles, scan
+from tleg_dist.data.streams import IndexedTrainStream, IndexedVal, dataloader_loader, select, tensor_loader
+from tleg_dist.data.synthetic import SyntheticImages, val_size
+from tleg_dist.data.transforms import (eval_transform, has_image_aug, imagenet_stats, stats,
+                                       train_transform)
+from tleg_dist.models.arch import ViTArch
+
+
+def _uses_mixup(cfg: DataConfig) -> bool:
+    return cfg.aug.mixup > 0 or cfg.aug.cutmix > 0
+
+
+def _bundle(cfg, train_n, train_load, val_n, val_load, num_classes, *, rank, world_size, seed, name):
+    train = IndexedTrainStream(train_n, cfg.batch_size, train_load, seed=seed, rank=rank,
+                               world_size=world_size, name=name)
+    val = IndexedVal(val_n, cfg.eval_batch_size, val_load, rank=rank, world_size=world_size)
+    return DataBundle(train=train, val=val, num_classes=num_classes)
+
+
+def _fashion_mnist(cfg: DataConfig, arch: ViTArch, *, rank, world_size, seed) -> DataBundle:
+    tr_x, tr_y = fm.load_split(cfg.root, "train")
+    va_x, va_y = fm.load_split(cfg.root, "val")
+    keep, tr_y, k = select(tr_y, fm.NUM_CLASSES, cfg.classes, cfg.train_limit, "Fashion-MNIST train")
+    tr_x = tr_x[keep] if cfg.classes is not None else tr_x[:len(keep)]
+    vkeep, va_y, _ = select(va_y, fm.NUM_CLASSES, cfg.classes, cfg.val_limit, "Fashion-MNIST val")
+    va_x = va_x[vkeep] if cfg.classes is not None else va_x[:len(vkeep)]
+    c, s = arch.in_chans, arch.img_size
+
+    if has_image_aug(cfg.aug):
+        mean, std = stats(c, (fm.FASHION_MNIST_MEAN,) * 3, (fm.FASHION_MNIST_STD,) * 3)
+        ds = fm.AugmentedImages(tr_x, tr_y, train_transform(cfg.aug, s, mean, std), c, seed)
+        train_load = dataloader_loader(ds, cfg.num_workers, even=_uses_mixup(cfg))
+    else:
+        # Whole batches by tensor indexing: no DataLoader, no per-image Python.
+        train_load = tensor_loader(lambda idx: (fm.to_float(tr_x[idx], c, s), tr_y[idx]))
+    # Evaluation never augments, so it always takes the fast path.
+    val_load = tensor_loader(lambda idx: (fm.to_float(va_x[idx], c, s), va_y[idx]))
+    return _bundle(cfg, len(tr_y), train_load, len(va_y), val_load, k, rank=rank,
+                   world_size=world_size, seed=seed, name="Fashion-MNIST train")
+
+
+def _imagefolder(cfg: DataConfig, arch: ViTArch, *, rank, world_size, seed) -> DataBundle:
+    if cfg.root is None:
+        raise DataError("data.root is required for data.format=imagefolder (ROOT/train, ROOT/val)")
+    root = Path(cfg.root)
+    names, paths, labels = scan(root / "train")
+    _, vpaths, vlabels = scan(root / "val", names)
+    keep, labels, k = select(labels, len(names), cfg.classes, cfg.train_limit, f"{root / 'train'}")
+    vkeep, vlabels, _ = select(vlabels, len(names), cfg.classes, cfg.val_limit, f"{root / 'val'}")
+    mean, std = imagenet_stats(arch.in_chans)
+    common = dict(in_chans=arch.in_chans, seed=seed, on_bad_image=cfg.on_bad_image)
+    # Training always goes through the seeded path: even the crop of a non-square image draws RNG.
+    train_ds = ImageFiles([paths[i] for i in keep.tolist()], labels,
+                          train_transform(cfg.aug, arch.img_size, mean, std), augment=True, **common)
+    val_ds = ImageFiles([vpaths[i] for i in vkeep.tolist()], vlabels,
+                        eval_transform(arch.img_size, mean, std), augment=False, **common)
+    return _bundle(cfg, len(train_ds), dataloader_loader(train_ds, cfg.num_workers, even=_uses_mixup(cfg)),
+                   len(val_ds), dataloader_loader(val_ds, cfg.num_workers), k,
+                   rank=rank, world_size=world_size, seed=seed, name=f"{root / 'train'}")
+
+
+def _synthetic(cfg: DataConfig, arch: ViTArch, *, rank, world_size, seed) -> DataBundle:
+    """Per-image augmentation does not apply here; mixup/cutmix still do."""
+    kw = dict(num_classes=arch.num_classes, in_chans=arch.in_chans, img_size=arch.img_size, seed=seed)
+    train = SyntheticImages(cfg.synthetic_size, split="train", **kw)
+    val = SyntheticImages(val_size(cfg.synthetic_size), split="val", **kw)
+    keep, tr_y, k = select(train.labels, arch.num_classes, cfg.classes, cfg.train_limit, "synthetic train")
+    vkeep, va_y, _ = select(val.labels, arch.num_classes, cfg.classes, cfg.val_limit, "synthetic val")
+    return _bundle(cfg, len(keep), tensor_loader(lambda idx: (train.images(keep[idx]), tr_y[idx])),
+                   len(vkeep), tensor_loader(lambda idx: (val.images(vkeep[idx]), va_y[idx])), k,
+                   rank=rank, world_size=world_size, seed=seed, name="synthetic train")
+
+
+def _ffcv(cfg: DataConfig, arch: ViTArch, *, rank, world_size, seed) -> DataBundle:
+    # Imported here: the FFCV path is optional and says itself what to install when it is missing.
+    from tleg_dist.data.ffcv_loader import build_ffcv_data
+    return build_ffcv_data(cfg, arch, rank=rank, world_size=world_size, seed=seed)
+
+
+_BUILDERS = {"fashion_mnist": _fashion_mnist, "imagefolder": _imagefolder,
+             "synthetic": _synthetic, "ffcv": _ffcv}
+
+
+def build_mixup(cfg: DataConfig, num_classes: int):
+    """timm Mixup/CutMix (+ label smoothing), or None when both are off."""
+    if not _uses_mixup(cfg):
+        return None
+    if cfg.batch_size % 2:
+        raise DataError(f"data.batch_size={cfg.batch_size} must be even with mixup/cutmix (timm mixes pairs)")
+    return Mixup(mixup_alpha=cfg.aug.mixup, cutmix_alpha=cfg.aug.cutmix,
+                 label_smoothing=cfg.aug.label_smoothing, num_classes=num_classes)
+
+
+def build_data(cfg: DataConfig, arch: ViTArch, *, rank: int, world_size: int, seed: int) -> DataBundle:
+    if not 0 <= rank < world_size:
+        raise ValueError(f"rank {rank} is outside [0, {world_size - 1}]")
+    bundle = _BUILDERS[cfg.format](cfg, arch, rank=rank, world_size=world_size, seed=seed)
+    bundle.mixup = build_mixup(cfg, bundle.num_classes)
+    return bundle

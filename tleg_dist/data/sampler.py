@@ -1,0 +1,62 @@
+"""Which dataset indices each rank sees, in which order.
+
+`shard_indices` reproduces `torch.utils.data.DistributedSampler` exactly (tested), so the
+in-memory, DataLoader and FFCV paths all share one order. It is written out rather than
+wrapping the sampler so that no dataset object is needed and FFCV can call it directly.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+
+def shard_indices(n: int, *, epoch: int, seed: int, rank: int, world_size: int,
+                  shuffle: bool, drop_last: bool) -> list[int]:
+    """What DistributedSampler(len n, world_size, rank, shuffle, seed, drop_last) yields after set_epoch(epoch)."""
+    if not 0 <= rank < world_size:
+        raise ValueError(f"rank {rank} is outside [0, {world_size - 1}]")
+    if n < 1:
+        raise ValueError(f"cannot shard an empty dataset (n={n})")
+    if drop_last and n % world_size:
+        per_rank = math.ceil((n - world_size) / world_size)
+    else:
+        per_rank = math.ceil(n / world_size)
+    total = per_rank * world_size
+    if shuffle:
+        g = torch.Generator()
+        g.manual_seed(seed + epoch)
+        indices = torch.randperm(n, generator=g).tolist()
+    else:
+        indices = list(range(n))
+    if drop_last:
+        indices = indices[:total]
+    else:
+        pad = total - len(indices)
+        indices += (indices * math.ceil(pad / len(indices)))[:pad]
+    return indices[rank:total:world_size]
+
+
+def train_batches_per_rank(n: int, batch_size: int, world_size: int) -> int:
+    """Full batches every rank gets per epoch (identical on all ranks, so collectives never hang)."""
+    # With drop_last the sampler gives each rank floor(n / world_size) indices.
+    return (n // world_size) // batch_size
+
+
+def train_batches(n: int, batch_size: int, *, epoch: int, seed: int, rank: int,
+                  world_size: int) -> list[list[int]]:
+    """This rank's shuffled full batches of `epoch`; the trailing partial batch is dropped.
+
+    drop_last=True at the sampler level keeps the ranks' shards disjoint (no padding repeats).
+    """
+    count = train_batches_per_rank(n, batch_size, world_size)
+    idx = shard_indices(n, epoch=epoch, seed=seed, rank=rank, world_size=world_size,
+                        shuffle=True, drop_last=True)
+    return [idx[i * batch_size:(i + 1) * batch_size] for i in range(count)]
+
+
+def val_batches(n: int, batch_size: int, *, rank: int, world_size: int) -> list[list[int]]:
+    """A disjoint, unpadded share per rank: summing correct/total over ranks is exact."""
+    idx = list(range(n))[rank::world_size]
+    return [idx[i:i + batch_size] for i in range(0, len(idx), batch_size)]

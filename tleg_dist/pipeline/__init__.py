@@ -1,0 +1,1 @@
+"""Multi-stage pipelines: teacher -> learngene -> Des-Nets, with results tables and plots."""
