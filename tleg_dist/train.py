@@ -29,7 +29,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--local_rank", "--local-rank", type=int, default=None, help="set by launchers")
     p.add_argument("overrides", nargs="*", help="key.sub=value")
     p = deepspeed.add_config_arguments(p)
-    return p.parse_args(argv)
+    return p.parse_intermixed_args(argv)  # overrides may come before or after options
 
 
 def main(argv=None) -> int:

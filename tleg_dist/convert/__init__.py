@@ -1,0 +1,49 @@
+"""`python -m tleg_dist.convert` (also `tleg-convert`): DeepSpeed checkpoints -> learngenes -> timm models.
+
+    learngene CKPT_DIR --out LG.safetensors [--tag T] [--dtype fp32|bf16]   Aux-Net checkpoint -> learngene
+    expand LG.safetensors --depth L --out OUT.safetensors                   learngene -> Des-Net (+ OUT.json)
+    expand LG.safetensors --depths 3 4 6 12 --out DIR                       several depths at once
+    export CKPT_DIR --out DIR                                               fine-tuned Des-Net -> timm folder
+    inspect FILE|DIR [--depths ...]                                         what it is, params, size, storage
+
+Bad input ends with one line naming the file and exit status 1; outputs are written
+atomically, so a failed command leaves nothing behind. Formats: docs/formats.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from tleg_dist.convert.errors import USER_ERRORS, ConvertError
+
+__all__ = ["ConvertError", "load_timm", "main"]
+
+
+def load_timm(path, **overrides):
+    """One line from an `export` folder to a timm VisionTransformer (any size)."""
+    from tleg_dist.convert.export import load_timm as _load
+
+    return _load(path, **overrides)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    # Submodules import lazily-heavy code (DeepSpeed, timm) only inside their functions.
+    from tleg_dist.convert import expand, export, inspect, learngene
+
+    parser = argparse.ArgumentParser(prog="python -m tleg_dist.convert", description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for module in (learngene, expand, export, inspect):
+        module.add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.run(args)
+    except USER_ERRORS as e:
+        print(f"tleg-convert {args.command}: error: {e}", file=sys.stderr)
+        return 1
+    return 0

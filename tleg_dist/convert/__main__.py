@@ -1,0 +1,5 @@
+import sys
+
+from tleg_dist.convert import main
+
+sys.exit(main())

@@ -1,0 +1,140 @@
+"""`inspect`: what a file is, its architecture, parameter count and size on disk.
+
+For a learngene it also prints the storage comparison (see storage.py) for the file's
+own sizes and for the paper's Tiny/Small/Base, with the arithmetic written out.
+Only headers and JSON are read: no tensor data, no pickle.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from math import prod
+from pathlib import Path
+
+from safetensors import SafetensorError, safe_open
+
+from tleg_dist import learngene_file
+from tleg_dist.convert import storage
+from tleg_dist.convert.errors import ConvertError
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser(
+        "inspect", help="format, architecture, parameter count and size of a file or checkpoint",
+        description="Describe a learngene file, an expanded Des-Net, an export folder, or a DeepSpeed checkpoint. "
+                    "For a learngene, also compare the storage needed to initialise Des-Nets at several depths.")
+    p.add_argument("path", type=Path, help="a .safetensors file, an export folder or a checkpoint directory")
+    p.add_argument("--depths", type=int, nargs="+", default=list(storage.DEFAULT_DEPTHS), metavar="L",
+                   help="Des-Net depths for the storage comparison (default 1..12)")
+    p.add_argument("--json", action="store_true", help="print the figures as JSON instead of text")
+    p.set_defaults(run=_run)
+
+
+def _run(a: argparse.Namespace) -> None:
+    info = describe(a.path, a.depths)
+    print(json.dumps(info, indent=1) if a.json else render(info))
+
+
+def _disk_size(path: Path) -> int:
+    return path.stat().st_size if path.is_file() else sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise ConvertError(f"{path}: unreadable JSON ({e})") from None
+
+
+def _header(path: Path) -> tuple[dict, dict[str, tuple[int, ...]], set]:
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+            dtypes = {str(f.get_slice(k).get_dtype()) for k in f.keys()}
+            return f.metadata() or {}, shapes, dtypes
+    except (SafetensorError, OSError, ValueError) as e:
+        raise ConvertError(f"{path}: not a readable safetensors file ({e})") from None
+
+
+def describe(path, depths=storage.DEFAULT_DEPTHS) -> dict:
+    path = Path(path)
+    if not path.exists():
+        raise ConvertError(f"{path}: no such file or directory")
+    if any(d < 1 for d in depths):
+        raise ConvertError(f"--depths must all be >= 1, got {list(depths)}")
+    if path.is_dir():
+        if (path / "config.json").is_file() and (path / "model.safetensors").is_file():
+            return _describe_weights(path / "model.safetensors", path, _read_json(path / "config.json"))
+        return _describe_checkpoint(path)
+    meta, shapes, dtypes = _header(path)
+    info = {"path": str(path), "size_bytes": path.stat().st_size, "tensors": len(shapes),
+            "params": sum(prod(s) for s in shapes.values()), "dtypes": sorted(dtypes)}
+    if meta.get("format") == learngene_file.FORMAT:
+        arch, aux_depth = learngene_file.arch_from_metadata(meta, str(path))
+        comp = storage.Comparison(arch, aux_depth, tuple(depths))
+        info |= {"format": learngene_file.FORMAT, "format_version": meta.get("format_version"),
+                 "arch": arch.to_dict(), "aux_depth": aux_depth, "storage": comp.as_dict(),
+                 "paper": {k: c.as_dict() for k, c in storage.paper_comparisons(depths).items()}}
+        if info["params"] != comp.learngene:
+            info["warning"] = f"file holds {info['params']:,} params, the format expects {comp.learngene:,}"
+        return info
+    beside = path.with_suffix(".json")
+    config = _read_json(beside) if beside.is_file() else None
+    if meta.get("format") == "tleg-des-net" or config is not None:
+        return _describe_weights(path, path, config)
+    info["format"] = meta.get("format", "safetensors (no tleg format metadata)")
+    return info
+
+
+def _describe_weights(weights: Path, where: Path, config: dict | None) -> dict:
+    meta, shapes, dtypes = _header(weights)
+    info = {"path": str(where), "size_bytes": _disk_size(where), "tensors": len(shapes),
+            "params": sum(prod(s) for s in shapes.values()), "dtypes": sorted(dtypes)}
+    if config is not None and "model_args" in config:  # an export folder
+        info |= {"format": config.get("tleg", {}).get("format", "timm pretrained folder"),
+                 "architecture": config.get("architecture"), "timm_kwargs": config["model_args"]}
+    else:
+        info |= {"format": meta.get("format", "timm state dict"), "timm_kwargs": config,
+                 "depth": int(meta["depth"]) if "depth" in meta else None}
+    return info
+
+
+def _describe_checkpoint(path: Path) -> dict:
+    from tleg_dist.convert import zero  # reads only tleg_meta.json: no torch.load here
+
+    ckpt = zero.open_checkpoint(path)
+    m = ckpt.meta
+    return {"path": str(ckpt.tag_dir), "format": "deepspeed-checkpoint", "size_bytes": _disk_size(ckpt.tag_dir),
+            "stage": ckpt.stage, "arch": ckpt.arch.to_dict() if ckpt.arch else None, "depth": ckpt.depth,
+            "global_step": m.get("global_step"), "epoch": m.get("epoch"), "zero_stage": m.get("zero_stage"),
+            "bf16": m.get("bf16"), "world_size": m.get("world_size"),
+            "files": sorted(f.name for f in ckpt.tag_dir.iterdir() if f.is_file())}
+
+
+def render(info: dict) -> str:
+    lines = [f"{info['path']}", f"  format: {info['format']}"]
+    for key in ("format_version", "stage", "architecture", "aux_depth", "depth", "global_step", "zero_stage",
+                "bf16", "world_size", "dtypes"):
+        if info.get(key) is not None:
+            lines.append(f"  {key}: {info[key]}")
+    if info.get("arch"):
+        lines.append("  arch: " + ", ".join(f"{k}={v}" for k, v in info["arch"].items()))
+    if info.get("timm_kwargs"):
+        lines.append(f"  timm kwargs: {json.dumps(info['timm_kwargs'])}")
+    if "params" in info:
+        lines.append(f"  parameters: {info['params']:,} in {info['tensors']} tensors")
+    lines.append(f"  size on disk: {info['size_bytes']:,} bytes ({info['size_bytes'] / 2**20:.2f} MiB)")
+    if info.get("warning"):
+        lines.append(f"  WARNING: {info['warning']}")
+    if "storage" in info:
+        from tleg_dist.models.arch import ViTArch
+
+        depths = tuple(info["storage"]["depths"])
+        lines.append("  storage to initialise Des-Nets (params), this file's architecture:")
+        lines.append(storage.render(storage.Comparison(ViTArch(**info["arch"]), info["aux_depth"], depths), "    "))
+        for name, comp in storage.paper_comparisons(depths).items():
+            lines.append(f"  the paper's {name.capitalize()} (224 px, patch 16, 1000 classes, "
+                         f"aux depth {storage.PAPER_AUX_DEPTH}):")
+            lines.append(storage.render(comp, "    "))
+    return "\n".join(lines)

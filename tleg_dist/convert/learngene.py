@@ -1,0 +1,54 @@
+"""`learngene`: a learngene-stage DeepSpeed checkpoint -> the public learngene file."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+
+from tleg_dist import learngene_file
+from tleg_dist.convert import zero
+from tleg_dist.convert.errors import ConvertError
+from tleg_dist.models.keys import aux_to_file
+from tleg_dist.utils.atomic import check_output
+
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser(
+        "learngene", help="DeepSpeed checkpoint of an Aux-Net -> learngene .safetensors",
+        description="Consolidate a learngene-stage DeepSpeed checkpoint (ZeRO 0-3, any number of ranks, "
+                    "fp32 or bf16) with DeepSpeed's own zero_to_fp32 and write the learngene file. "
+                    "Architecture and aux depth come from the checkpoint's tleg_meta.json.")
+    p.add_argument("ckpt_dir", type=Path, help="<run>/checkpoints, a tag folder inside it, or the run folder")
+    p.add_argument("--out", type=Path, required=True, help="learngene file to write (.safetensors)")
+    p.add_argument("--tag", help="checkpoint tag (default: the newest complete one)")
+    p.add_argument("--dtype", choices=tuple(DTYPES), default="fp32", help="tensor dtype in the file (default fp32)")
+    p.add_argument("--force", action="store_true", help="overwrite --out if it exists")
+    p.add_argument("--allow-pickle", action="store_true",
+                   help="unpickle arbitrary objects in the checkpoint: only for checkpoints you made yourself")
+    p.set_defaults(run=_run)
+
+
+def _run(a: argparse.Namespace) -> None:
+    print(convert(a.ckpt_dir, a.out, tag=a.tag, dtype=a.dtype, force=a.force, allow_pickle=a.allow_pickle))
+
+
+def convert(ckpt_dir, out, *, tag: str | None = None, dtype: str = "fp32", force: bool = False,
+            allow_pickle: bool = False) -> Path:
+    check_output(out, force)  # fail before the (slow) consolidation
+    ckpt = zero.open_checkpoint(ckpt_dir, tag)
+    zero.expect_stage(ckpt, "learngene", "for a fine-tuned Des-Net use `export`")
+    state = zero.consolidate(ckpt, allow_pickle)
+    try:
+        tensors = aux_to_file(state)
+    except KeyError as e:
+        raise ConvertError(f"{ckpt.tag_dir}: the module is not an Aux-Net ({e.args[0]})") from None
+    where = f"{ckpt.tag_dir} (checked against the architecture in its {zero.META})"
+    learngene_file.validate(tensors, ckpt.arch, where)
+    tensors = {k: v.to(DTYPES[dtype]) for k, v in tensors.items()}
+    extra = {"source": "deepspeed-checkpoint", "source_tag": ckpt.tag_dir.name,
+             "global_step": str(ckpt.meta.get("global_step", "")), "dtype": dtype}
+    return learngene_file.save(out, tensors, ckpt.arch, ckpt.depth, force=force, extra=extra)

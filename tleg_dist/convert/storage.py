@@ -1,0 +1,106 @@
+"""The storage arithmetic behind `inspect` and docs/formats.md.
+
+b = parameters of one transformer block, s = the shared, non-expanded parameters
+(patch embedding, position embedding, final norm, head). Then
+
+    learngene           = 2b + s                 (theta_A and theta_B per block tensor)
+    Des-Net of depth L  = L b + s
+    one model per depth = sum over L in D of (L b + s) = (sum D) b + |D| s
+    one aux-depth model = L_aux b + s            (pre-train once, transfer its layers)
+
+Counts come from the learngene file's own shape table, so they cannot drift from it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from math import prod
+
+from tleg_dist.learngene_file import expected_shapes
+from tleg_dist.models.arch import ViTArch
+from tleg_dist.models.learngene import block_param_shapes
+
+PAPER_SIZES = ("tiny", "small", "base")
+PAPER_AUX_DEPTH = 12  # the paper's Aux-S and Aux-B (aux_deit_*_patch16_224) have 12 layers
+DEFAULT_DEPTHS = tuple(range(1, 13))
+
+
+def block_params(arch: ViTArch) -> int:
+    return sum(prod(s) for s in block_param_shapes(arch).values())
+
+
+def learngene_params(arch: ViTArch) -> int:
+    return sum(prod(s) for s in expected_shapes(arch).values())
+
+
+def shared_params(arch: ViTArch) -> int:
+    return learngene_params(arch) - 2 * block_params(arch)
+
+
+def des_params(arch: ViTArch, depth: int) -> int:
+    return depth * block_params(arch) + shared_params(arch)
+
+
+@dataclass(frozen=True)
+class Comparison:
+    arch: ViTArch
+    aux_depth: int
+    depths: tuple[int, ...]
+
+    @property
+    def block(self) -> int:
+        return block_params(self.arch)
+
+    @property
+    def shared(self) -> int:
+        return shared_params(self.arch)
+
+    @property
+    def learngene(self) -> int:
+        return learngene_params(self.arch)
+
+    @property
+    def per_depth_total(self) -> int:
+        return sum(des_params(self.arch, L) for L in self.depths)
+
+    @property
+    def aux_model(self) -> int:
+        return des_params(self.arch, self.aux_depth)
+
+    @property
+    def ratio_per_depth(self) -> float:
+        return self.per_depth_total / self.learngene
+
+    @property
+    def ratio_aux_model(self) -> float:
+        return self.aux_model / self.learngene
+
+    def as_dict(self) -> dict:
+        return {"block": self.block, "shared": self.shared, "learngene": self.learngene,
+                "depths": list(self.depths), "per_depth_total": self.per_depth_total,
+                "ratio_per_depth": self.ratio_per_depth, "aux_depth": self.aux_depth,
+                "aux_model": self.aux_model, "ratio_aux_model": self.ratio_aux_model,
+                "ratio_per_depth_blocks_only": sum(self.depths) / 2, "ratio_aux_blocks_only": self.aux_depth / 2}
+
+
+def depth_list(depths) -> str:
+    d = list(depths)
+    return f"{d[0]}..{d[-1]}" if len(d) > 2 and d == list(range(d[0], d[-1] + 1)) else ",".join(map(str, d))
+
+
+def render(c: Comparison, indent: str = "  ") -> str:
+    b, s, n, sd = c.block, c.shared, len(c.depths), sum(c.depths)
+    lines = [
+        f"block b = {b:,}   shared s = {s:,}   (params)",
+        f"learngene            2b + s = 2 x {b:,} + {s:,} = {c.learngene:,}",
+        f"one model per depth  (sum D) b + |D| s, D = {depth_list(c.depths)}: "
+        f"{sd} x {b:,} + {n} x {s:,} = {c.per_depth_total:,}  -> {c.ratio_per_depth:.2f}x the learngene",
+        f"one {c.aux_depth}-layer model  {c.aux_depth} x {b:,} + {s:,} = {c.aux_model:,}"
+        f"  -> {c.ratio_aux_model:.2f}x the learngene",
+        f"blocks only (s left out on both sides): {sd}/2 = {sd / 2:.1f}x and {c.aux_depth}/2 = {c.aux_depth / 2:.1f}x",
+    ]
+    return "\n".join(indent + ln for ln in lines)
+
+
+def paper_comparisons(depths=DEFAULT_DEPTHS) -> dict[str, Comparison]:
+    return {name: Comparison(ViTArch.from_size(name), PAPER_AUX_DEPTH, tuple(depths)) for name in PAPER_SIZES}

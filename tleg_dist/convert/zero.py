@@ -1,0 +1,251 @@
+"""DeepSpeed checkpoints as the converter reads them: find a tag, read its tleg_meta.json,
+and consolidate the module's weights with DeepSpeed's own code.
+
+Trust boundary. Every `*_states.pt` file is a torch pickle, and DeepSpeed's consolidation
+(`deepspeed.utils.zero_to_fp32`) opens them with `torch.load(weights_only=False)`: a
+crafted checkpoint could run arbitrary code on the machine converting it. So while
+DeepSpeed's code runs here, every `torch.load` is forced to `weights_only=True`, with
+only the few plain-data DeepSpeed classes these files hold allowed (loss scaler, ZeRO
+stage enum, fragment address). A file holding anything else is refused, naming the
+file and the class. `allow_pickle=True` (`--allow-pickle`) restores DeepSpeed's full
+unpickling for a checkpoint you made yourself. `tleg_meta.json` is plain JSON.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import pickle
+import re
+import sys
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from tleg_dist.convert.errors import ConvertError
+from tleg_dist.models.arch import ViTArch
+
+META = "tleg_meta.json"  # written last by rank 0: a tag without it is incomplete
+META_FORMAT = "tleg-checkpoint"
+META_VERSIONS = ("1",)
+STAGES = ("learngene", "finetune", "teacher")
+
+
+@dataclass
+class Checkpoint:
+    tag_dir: Path
+    meta: dict
+    arch: ViTArch | None  # None for a teacher checkpoint (not a ViT)
+    depth: int | None
+
+    @property
+    def stage(self) -> str:
+        return self.meta["stage"]
+
+    @property
+    def model_files(self) -> list[Path]:
+        return sorted(self.tag_dir.glob("*_model_states.pt"))
+
+    @property
+    def optim_files(self) -> list[Path]:
+        return sorted(self.tag_dir.glob("*_optim_states.pt"))
+
+
+def _is_tag_dir(d: Path) -> bool:
+    return (d / META).is_file() or any(d.glob("*_model_states.pt"))
+
+
+def _meta_or_none(d: Path) -> dict | None:
+    try:
+        meta = json.loads((d / META).read_text())
+    except (OSError, ValueError):
+        return None
+    return meta if isinstance(meta, dict) and meta.get("format") == META_FORMAT else None
+
+
+def resolve_tag_dir(path: str | Path, tag: str | None = None) -> Path:
+    """A tag folder from `<run>`, `<run>/checkpoints` or a tag folder itself.
+
+    Without `tag`, the newest complete checkpoint (largest global_step among the tags
+    with a valid tleg_meta.json); an interrupted save is never picked.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise ConvertError(f"{path}: no such checkpoint directory")
+    if not path.is_dir():
+        raise ConvertError(f"{path}: not a directory; expected a DeepSpeed checkpoint directory "
+                           f"(<run>/checkpoints or a tag folder inside it)")
+    if not _is_tag_dir(path) and (path / "checkpoints").is_dir():
+        path = path / "checkpoints"  # the run folder
+    if tag is not None:
+        tag_dir = path / tag
+        if not tag_dir.is_dir():
+            tags = sorted(d.name for d in path.iterdir() if d.is_dir() and _is_tag_dir(d))
+            raise ConvertError(f"{tag_dir}: no such checkpoint tag; tags in {path}: {', '.join(tags) or 'none'}")
+        return tag_dir
+    if _is_tag_dir(path):
+        return path
+    subdirs = [d for d in path.iterdir() if d.is_dir() and _is_tag_dir(d)]
+    complete = [(int(m.get("global_step", -1)), d.name, d) for d in subdirs if (m := _meta_or_none(d))]
+    if complete:
+        return max(complete)[2]
+    if subdirs:
+        names = ", ".join(sorted(d.name for d in subdirs))
+        raise ConvertError(f"{path}: no complete checkpoint: no tag folder has a valid {META} "
+                           f"(it is written last, so these saves were interrupted or not made by tleg_dist): {names}")
+    raise ConvertError(f"{path}: not a DeepSpeed checkpoint directory (no tag folder with *_model_states.pt)")
+
+
+def read_meta(tag_dir: Path) -> dict:
+    f = tag_dir / META
+    if not f.is_file():
+        what = "an incomplete checkpoint" if any(tag_dir.glob("*_model_states.pt")) else "not a DeepSpeed checkpoint"
+        raise ConvertError(f"{tag_dir}: {what}: {META} is missing (rank 0 writes it after every shard is saved)")
+    try:
+        meta = json.loads(f.read_text())
+    except (OSError, ValueError) as e:
+        raise ConvertError(f"{f}: unreadable checkpoint metadata ({e})") from None
+    if not isinstance(meta, dict) or meta.get("format") != META_FORMAT:
+        got = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
+        raise ConvertError(f"{f}: not tleg checkpoint metadata (format={got!r}, expected {META_FORMAT!r})")
+    if str(meta.get("format_version")) not in META_VERSIONS:
+        raise ConvertError(f"{f}: unsupported format_version {meta.get('format_version')!r}")
+    if meta.get("stage") not in STAGES:
+        raise ConvertError(f"{f}: unknown stage {meta.get('stage')!r} (expected one of {', '.join(STAGES)})")
+    return meta
+
+
+def open_checkpoint(path: str | Path, tag: str | None = None) -> Checkpoint:
+    tag_dir = resolve_tag_dir(path, tag)
+    meta = read_meta(tag_dir)
+    if meta["stage"] == "teacher":
+        return Checkpoint(tag_dir, meta, None, None)
+    try:
+        arch, depth = ViTArch(**meta["arch"]), int(meta["depth"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise ConvertError(f"{tag_dir / META}: bad architecture metadata ({e})") from None
+    if depth < 1:
+        raise ConvertError(f"{tag_dir / META}: depth must be >= 1, got {depth}")
+    return Checkpoint(tag_dir, meta, arch, depth)
+
+
+def expect_stage(ckpt: Checkpoint, stage: str, hint: str) -> None:
+    if ckpt.stage != stage:
+        raise ConvertError(f"{ckpt.tag_dir}: a {ckpt.stage}-stage checkpoint, this command needs a {stage}-stage one; "
+                           f"{hint}")
+
+
+def _safe_globals() -> list:
+    """The plain-data DeepSpeed classes found in ZeRO checkpoints (checked against 0.19)."""
+    from deepspeed.runtime.fp16.loss_scaler import DynamicLossScaler, LossScaler
+    from deepspeed.runtime.zero.config import ZeroStageEnum
+    from deepspeed.utils.tensor_fragment import fragment_address
+
+    return [LossScaler, DynamicLossScaler, ZeroStageEnum, fragment_address]
+
+
+@contextlib.contextmanager
+def guarded_torch_load(allow_pickle: bool = False):
+    """Within: torch.load is weights-only (unless allow_pickle) and names the file on failure.
+
+    Patching the attribute reaches DeepSpeed's `torch.load(..., weights_only=False)`
+    calls without copying its code. The converter is single-threaded, and the original
+    is restored on exit.
+    """
+    real = torch.load
+
+    def load(f, *args, **kwargs):
+        kwargs["weights_only"] = not allow_pickle
+        try:
+            return real(f, *args, **kwargs)
+        except pickle.UnpicklingError as e:
+            msg = str(e)
+            if "weights only load failed" in msg.lower():
+                found = re.search(r"Unsupported global: GLOBAL (\S+)", msg) or re.search(r"Unsupported (.*)", msg)
+                detail = f"it holds {found.group(1)}" if found else "it holds objects other than tensors"
+                raise ConvertError(
+                    f"{f}: refusing to unpickle it ({detail}). Checkpoint files are pickles; by default only tensors "
+                    f"and a few DeepSpeed data classes are read. If you made this checkpoint yourself, "
+                    f"--allow-pickle loads it with full pickle (never do that for a file from elsewhere).") from None
+            raise ConvertError(f"{f}: corrupt checkpoint file ({msg.splitlines()[0]})") from None
+        except FileNotFoundError:
+            raise ConvertError(f"{f}: missing checkpoint file") from None
+        except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as e:
+            # torch reports a cut-off zip as RuntimeError or OSError(EINVAL), depending on where it ends
+            raise ConvertError(f"{f}: truncated or corrupt checkpoint file ({str(e).splitlines()[0]})") from None
+
+    torch.load = load
+    try:
+        with contextlib.ExitStack() as stack:
+            if not allow_pickle:
+                if hasattr(torch.serialization, "safe_globals"):
+                    stack.enter_context(torch.serialization.safe_globals(_safe_globals()))
+                else:  # torch < 2.5 (not restored on exit, but these classes are plain data)
+                    torch.serialization.add_safe_globals(_safe_globals())
+            yield
+    finally:
+        torch.load = real
+
+
+def _zero_stage(states: dict, ckpt: Checkpoint) -> int:
+    stage = ((states.get("ds_config") or {}).get("zero_optimization") or {}).get("stage")
+    if stage is None:
+        stage = ckpt.meta.get("zero_stage", 1 if ckpt.optim_files else 0)
+    return int(stage)
+
+
+def consolidate(ckpt: Checkpoint, allow_pickle: bool = False) -> dict[str, torch.Tensor]:
+    """The module's full state dict, in fp32 where the checkpoint holds fp32 master weights.
+
+    ZeRO 1-3: DeepSpeed's zero_to_fp32 merges every rank's fp32 partitions. ZeRO 0: the
+    whole module is in mp_rank_00_model_states.pt; under bf16/fp16 its fp32 master copies
+    are taken from the optimizer state when they can be matched to names unambiguously.
+    """
+    files = ckpt.model_files
+    if not files:
+        raise ConvertError(f"{ckpt.tag_dir}: not a DeepSpeed checkpoint (no *_model_states.pt)")
+    with guarded_torch_load(allow_pickle), contextlib.redirect_stdout(sys.stderr):
+        states = torch.load(files[0], map_location="cpu")
+        if not isinstance(states, dict) or "module" not in states:
+            raise ConvertError(f"{files[0]}: not a DeepSpeed model-states file (no 'module' entry)")
+        if _zero_stage(states, ckpt) == 0:
+            state = _zero0_state(states, files[0])
+        else:
+            from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
+            try:
+                state = get_fp32_state_dict_from_zero_checkpoint(str(ckpt.tag_dir.parent), tag=ckpt.tag_dir.name)
+            except (ValueError, KeyError, FileNotFoundError, IndexError, TypeError) as e:
+                raise ConvertError(f"{ckpt.tag_dir}: DeepSpeed could not consolidate this checkpoint "
+                                   f"({type(e).__name__}: {e})") from None
+    return {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+
+
+def _zero0_state(states: dict, file: Path) -> dict[str, torch.Tensor]:
+    module = states["module"]
+    masters = _fp32_masters((states.get("optimizer") or {}).get("fp32_groups"), module)
+    low = [k for k, v in module.items() if v.is_floating_point() and v.dtype != torch.float32]
+    if low and not masters:
+        print(f"[tleg-convert] note: {file}: fp32 master weights could not be matched to parameter names; "
+              f"using the {module[low[0]].dtype} module weights", file=sys.stderr)
+    return {k: masters.get(k, v) for k, v in module.items()}
+
+
+def _fp32_masters(groups, module: dict) -> dict[str, torch.Tensor]:
+    """Name ZeRO-0's unnamed fp32 master copies by pairing each with the one module tensor
+    of its shape that it rounds to. Any ambiguity -> {} (the module weights are used):
+    a wrong pairing would be a silently wrong model."""
+    low = {k: v for k, v in module.items() if v.is_floating_point() and v.dtype != torch.float32}
+    if not groups or not low:
+        return {}
+    masters = [t for g in groups for t in g if isinstance(t, torch.Tensor)]
+    if len(masters) != len(low):
+        return {}
+    named = {}
+    for m in masters:
+        hits = [k for k, v in low.items() if v.shape == m.shape and torch.equal(m.to(v.dtype), v)]
+        if len(hits) != 1 or hits[0] in named:
+            return {}
+        named[hits[0]] = m
+    return named
