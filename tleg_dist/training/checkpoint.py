@@ -77,37 +77,59 @@ def find_resume(root: Path, resume: str | None) -> Path | None:
     return path
 
 
+def _free_space(path: Path) -> str:
+    try:
+        return f"{shutil.disk_usage(path).free:,} bytes free there"
+    except OSError:
+        return "free space unknown"
+
+
 class Checkpointer:
     def __init__(self, root: Path, keep_last: int, keep_best: bool, is_main: bool):
         self.root, self.keep_last, self.keep_best, self.is_main = Path(root), keep_last, keep_best, is_main
+        self._current = None  # tag whose shards hold the engine's present state (saved or loaded)
 
     def save(self, engine, pos: Position, meta: dict, client_state: dict) -> str:
         tag = tag_for(pos.global_step)
-        if self.is_main:
-            self.root.mkdir(parents=True, exist_ok=True)
-            if (self.root / tag).exists() and read_meta(self.root / tag) is None:
-                shutil.rmtree(self.root / tag)  # a stale half-written save of this step
-        barrier()
-        try:
-            engine.save_checkpoint(str(self.root), tag=tag, client_state=client_state)
-        except OSError as e:
-            raise CheckpointError(f"saving checkpoint to {self.root / tag} failed: {e}") from e
-        barrier()  # every rank's shards are on disk before the marker exists
+        tag_dir = self.root / tag
+        # Same step as the last save or load (an epoch that ends on a periodic save): the engine
+        # has not stepped since, so only the position in the marker moves on. Rewriting the shards
+        # in place would leave the old marker beside half-written files if the process died.
+        if tag != self._current:
+            if self.is_main:
+                self.root.mkdir(parents=True, exist_ok=True)
+                if tag_dir.exists():
+                    # a half-written save of this step, or a complete one from another history (a
+                    # run resumed from an older tag): un-marked before it is rewritten, never after
+                    shutil.rmtree(tag_dir)
+            barrier()
+            try:
+                engine.save_checkpoint(str(self.root), tag=tag, client_state=client_state)
+            except (OSError, RuntimeError) as e:
+                # torch.save reports a full disk as "RuntimeError: ... unexpected pos", naming no file
+                raise CheckpointError(f"saving checkpoint {tag_dir} failed ({_free_space(self.root)}); "
+                                      f"it stays incomplete and is never resumed from: {e}") from e
+            barrier()  # every rank's shards are on disk before the marker exists
         if self.is_main:
             full = {"format": FORMAT, "format_version": FORMAT_VERSION, **meta,
                     "epoch": pos.epoch, "batch_in_epoch": pos.batch_in_epoch,
                     "global_step": pos.global_step, "micro_step": pos.micro_step,
                     "best_top1": pos.best_top1, "best_tag": pos.best_tag}
-            with atomic_path(self.root / tag / META) as tmp:
-                tmp.write_text(json.dumps(full, indent=1))
-            self.prune(protect={tag, pos.best_tag})
+            try:
+                with atomic_path(tag_dir / META) as tmp:
+                    tmp.write_text(json.dumps(full, indent=1))
+            except OSError as e:
+                raise CheckpointError(f"writing {tag_dir / META} failed ({_free_space(self.root)}); "
+                                      f"checkpoint {tag} stays incomplete: {e}") from e
+            self.prune(protect={tag, pos.best_tag} if self.keep_best else {tag})
+        self._current = tag
         barrier()
         return tag
 
     def prune(self, protect: set) -> None:
-        """Keep the newest `keep_last` complete tags and the best; drop incomplete ones."""
+        """Keep the newest `keep_last` complete tags and `protect`; drop incomplete ones."""
         tags = [t for _, t in complete_tags(self.root)]
-        keep = set(tags[-self.keep_last:]) | (protect if self.keep_best else protect - {None}) 
+        keep = set(tags[-self.keep_last:]) | protect
         for d in self.root.iterdir():
             if not d.is_dir() or d.name in keep:
                 continue
@@ -122,6 +144,8 @@ class Checkpointer:
                                               load_optimizer_states=True, load_lr_scheduler_states=True)
         if path is None:
             raise CheckpointError(f"DeepSpeed could not load checkpoint {tag_dir}")
+        if Path(tag_dir).parent.resolve() == self.root.resolve():
+            self._current = Path(tag_dir).name
         pos = Position(epoch=meta["epoch"], batch_in_epoch=meta["batch_in_epoch"],
                        global_step=meta["global_step"], micro_step=meta["micro_step"],
                        best_top1=meta.get("best_top1", -1.0), best_tag=meta.get("best_tag"))
