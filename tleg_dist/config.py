@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Literal, Optional
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from tleg_dist.models.arch import SIZES, ViTArch
 
@@ -23,6 +23,18 @@ class ConfigError(ValueError):
 
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+def _input_file_exists(path: Optional[Path], info: ValidationInfo) -> Optional[Path]:
+    """Input files named by a recipe must exist at load time, not hours into a run.
+
+    Code that validates recipes whose inputs are produced later (a pipeline that writes
+    the learngene before the Des-Net stage, a test that loads every recipe) passes
+    check_paths=False to `load`/`from_dict`.
+    """
+    if path is not None and (info.context or {}).get("check_paths", True) and not path.is_file():
+        raise ValueError(f"file does not exist: {path}")
+    return path
 
 
 class ModelConfig(Section):
@@ -43,26 +55,31 @@ class ModelConfig(Section):
     init: Literal["learngene", "scratch", "truncated"] = "scratch"
     learngene: Optional[Path] = Field(None, description="learngene file for init=learngene")
     pretrained: Optional[Path] = Field(None, description="timm ViT state (safetensors) for init=truncated")
+    # Transfer to new classes with the same class count would otherwise copy the old head.
+    fresh_head: bool = Field(False, description="finetune: keep the classifier head at its fresh init "
+                                                "(init=learngene|truncated never copy it)")
 
     @model_validator(mode="before")
     @classmethod
     def _fill_size(cls, data):
         if isinstance(data, dict) and data.get("size") is not None:
             if data["size"] not in SIZES:
-                raise ValueError(f"size: unknown size {data['size']!r}; known: {', '.join(SIZES)}")
+                raise ValueError(f"model.size: unknown size {data['size']!r}; known: {', '.join(SIZES)}")
             data = {**SIZES[data["size"]], **data}
         return data
+
+    _files_exist = field_validator("learngene", "pretrained")(_input_file_exists)
 
     @model_validator(mode="after")
     def _check(self):
         if self.embed_dim % self.num_heads:
-            raise ValueError(f"num_heads={self.num_heads} does not divide embed_dim={self.embed_dim}")
+            raise ValueError(f"model.num_heads={self.num_heads} does not divide model.embed_dim={self.embed_dim}")
         if self.img_size % self.patch_size:
-            raise ValueError(f"patch_size={self.patch_size} does not divide img_size={self.img_size}")
+            raise ValueError(f"model.patch_size={self.patch_size} does not divide model.img_size={self.img_size}")
         if self.init == "learngene" and self.learngene is None:
-            raise ValueError("init=learngene needs model.learngene (a learngene file)")
+            raise ValueError("model.init=learngene needs model.learngene (a learngene file)")
         if self.init == "truncated" and self.pretrained is None:
-            raise ValueError("init=truncated needs model.pretrained (a ViT state file)")
+            raise ValueError("model.init=truncated needs model.pretrained (a ViT state file)")
         return self
 
     def arch(self) -> ViTArch:
@@ -115,6 +132,8 @@ class TeacherConfig(Section):
     pretrained: bool = False
     kwargs: dict = Field(default_factory=dict, description="extra timm.create_model arguments")
 
+    _checkpoint_exists = field_validator("checkpoint")(_input_file_exists)
+
 
 class DistillConfig(Section):
     type: Literal["none", "soft", "hard"] = "none"
@@ -133,6 +152,10 @@ class OptimConfig(Section):
     warmup_epochs: float = Field(0.0, ge=0)
     grad_accum: int = Field(1, ge=1)
     clip_grad: Optional[float] = Field(None, gt=0)
+    # With train.max_steps this trains for a fractional number of epochs with a full schedule
+    # (tleg_dist/experiments matches budgets in images, not whole epochs).
+    schedule_steps: Optional[int] = Field(None, gt=0, description="length of the warmup+cosine schedule in "
+                                          "optimizer steps; default train.epochs x steps per epoch")
 
 
 class CheckpointConfig(Section):
@@ -150,6 +173,11 @@ class TrainConfig(Section):
     nan_policy: Literal["stop", "skip"] = "stop"
     max_nan_skips: int = Field(10, ge=0)
     progress: bool = True
+    # A dead or hung peer leaves the others blocked in a collective; gloo notices a closed
+    # socket at once but not a frozen or unreachable host, so every collective needs a limit.
+    collective_timeout_s: Optional[float] = Field(
+        None, gt=0, description="fail a collective after this many seconds (default: DeepSpeed's, "
+                                "DEEPSPEED_TIMEOUT minutes or 10)")
 
 
 class RunConfig(Section):
@@ -197,14 +225,15 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
     return raw
 
 
-def from_dict(raw: dict, source: str = "<config>") -> RunConfig:
+def from_dict(raw: dict, source: str = "<config>", check_paths: bool = True) -> RunConfig:
+    """check_paths=False skips the existence check of input files (see _input_file_exists)."""
     try:
-        return RunConfig.model_validate(raw)
+        return RunConfig.model_validate(raw, context={"check_paths": check_paths})
     except ValidationError as e:
         raise ConfigError(_format_error(e, source)) from None
 
 
-def load(path: str | Path | None, overrides: list[str] = ()) -> RunConfig:
+def load(path: str | Path | None, overrides: list[str] = (), check_paths: bool = True) -> RunConfig:
     raw: dict = {}
     source = "<defaults>"
     if path is not None:
@@ -215,7 +244,7 @@ def load(path: str | Path | None, overrides: list[str] = ()) -> RunConfig:
         if not isinstance(raw, dict):
             raise ConfigError(f"{path}: top level must be a mapping")
         source = str(path)
-    return from_dict(apply_overrides(raw, list(overrides)), source)
+    return from_dict(apply_overrides(raw, list(overrides)), source, check_paths)
 
 
 def to_yaml(cfg: RunConfig) -> str:

@@ -1,0 +1,40 @@
+# The README's commands. `make demo` and `make test` set everything up first
+# (scripts/setup.sh is idempotent: a second run takes about a second).
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# One thread per process by default: the multi-rank tests start 2 ranks on 2 cores.
+OMP_NUM_THREADS ?= 1
+TORCH_EXTENSIONS_DIR ?= $(CURDIR)/.cache/torch_extensions
+PYTEST_ARGS ?=
+BENCH_ARGS ?=
+export OMP_NUM_THREADS TORCH_EXTENSIONS_DIR
+
+.PHONY: setup demo test test-fast bench clean distclean
+
+setup:
+	bash scripts/setup.sh
+
+# The demo is one process: let it use every core unless DEMO_THREADS says otherwise.
+demo: setup
+	OMP_NUM_THREADS=$${DEMO_THREADS:-$$(nproc)} $(PY) -m tleg_dist.demo
+
+# The cluster tests need the local Slurm cluster; its script comes with slurm/.
+test: setup
+	@if [ -x slurm/local-cluster.sh ]; then slurm/local-cluster.sh start; \
+	elif [ -f slurm/local-cluster.sh ]; then bash slurm/local-cluster.sh start; \
+	else echo "[make test] slurm/local-cluster.sh not present: cluster tests will skip"; fi
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+test-fast: setup
+	$(PY) -m pytest -q -m "not slow and not cluster" $(PYTEST_ARGS)
+
+bench: setup
+	$(PY) benchmarks/aux_overhead.py $(BENCH_ARGS)
+
+# Build and run outputs; keeps .venv (distclean removes it too).
+clean:
+	rm -rf runs .cache .pytest_cache build
+	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
+
+distclean: clean
+	rm -rf $(VENV) *.egg-info

@@ -1,0 +1,35 @@
+"""Shared fixtures. Keep this file small: fixtures used by one test file live in that file."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from tleg_dist.models.arch import ViTArch
+
+
+@pytest.fixture
+def seeded():
+    """A fixed torch seed, so a failing test fails the same way on the next run."""
+    torch.manual_seed(0)
+    return 0
+
+
+@pytest.fixture
+def toy_arch() -> ViTArch:
+    """The smallest ViT with every feature: 4 heads, an MLP, 4 patches, 2+ classes."""
+    return ViTArch(embed_dim=32, num_heads=4, mlp_ratio=2.0, patch_size=4, img_size=8, in_chans=1, num_classes=5)
+
+
+@pytest.fixture
+def randomize():
+    """randomize(module): add noise to every parameter. The fresh init leaves biases,
+    LayerNorm shifts and LayerNorm theta_B at 0, which would hide bugs in those paths."""
+
+    @torch.no_grad()
+    def randomize_(module: torch.nn.Module, std: float = 0.1) -> torch.nn.Module:
+        for p in module.parameters():
+            p.add_(torch.randn_like(p) * std)
+        return module
+
+    return randomize_

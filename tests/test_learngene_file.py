@@ -1,0 +1,157 @@
+"""The public learngene file: round trip, metadata, and every way a bad file is refused."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from tleg_dist import learngene_file as lf
+from tleg_dist.models.arch import ViTArch
+from tleg_dist.models.aux_net import AuxNet
+from tleg_dist.models.keys import aux_to_file, file_key
+from tleg_dist.utils.atomic import OutputExistsError
+
+REQUIRED_META = ("format", "format_version", "embed_dim", "num_heads", "mlp_ratio", "patch_size",
+                 "img_size", "in_chans", "num_classes", "aux_depth", "qkv_bias")
+
+
+@pytest.fixture
+def tensors(toy_arch, seeded, randomize):
+    return aux_to_file(randomize(AuxNet(toy_arch, depth=3)).state_dict())
+
+
+@pytest.fixture
+def saved(tmp_path, tensors, toy_arch):
+    return lf.save(tmp_path / "lg.safetensors", tensors, toy_arch, aux_depth=3)
+
+
+def raw_metadata(path) -> dict:
+    with safe_open(str(path), framework="pt") as f:
+        return f.metadata()
+
+
+def test_round_trip(saved, tensors, toy_arch):
+    loaded = lf.load(saved)
+    assert loaded.arch == toy_arch
+    assert loaded.aux_depth == 3
+    assert set(loaded.tensors) == set(tensors)
+    for k, v in tensors.items():
+        assert torch.equal(loaded.tensors[k], v), k
+    assert loaded.extra == {}
+
+
+def test_round_trip_other_arch(tmp_path, seeded):
+    arch = dataclasses.replace(ViTArch.from_size("cpu-64"), in_chans=3, mlp_ratio=2.5, qkv_bias=False)
+    t = aux_to_file(AuxNet(arch, depth=2).state_dict())
+    loaded = lf.load(lf.save(tmp_path / "x.safetensors", t, arch, aux_depth=2))
+    assert loaded.arch == arch and loaded.aux_depth == 2
+
+
+def test_metadata_is_all_strings(saved, toy_arch):
+    meta = raw_metadata(saved)
+    assert set(REQUIRED_META) <= set(meta)
+    assert all(isinstance(v, str) for v in meta.values())
+    assert meta["format"] == "tleg-learngene"
+    assert meta["format_version"] == "1"
+    assert meta["aux_depth"] == "3"
+    assert json.loads(meta["embed_dim"]) == toy_arch.embed_dim
+    assert json.loads(meta["mlp_ratio"]) == toy_arch.mlp_ratio
+    assert json.loads(meta["qkv_bias"]) is True
+
+
+def test_extra_metadata_round_trips(tmp_path, tensors, toy_arch):
+    path = lf.save(tmp_path / "lg.safetensors", tensors, toy_arch, 3, extra={"source_run": "runs/aux"})
+    assert lf.load(path).extra == {"source_run": "runs/aux"}
+
+
+def test_save_is_atomic_and_leaves_no_temp_file(saved):
+    assert [p.name for p in saved.parent.iterdir()] == [saved.name]
+
+
+def test_not_a_learngene(tmp_path):
+    path = tmp_path / "model.safetensors"
+    save_file({"w": torch.zeros(2)}, str(path), metadata={"format": "pt"})
+    with pytest.raises(lf.LearngeneFileError, match="not a learngene file"):
+        lf.load(path)
+    save_file({"w": torch.zeros(2)}, str(path))  # no metadata at all
+    with pytest.raises(lf.LearngeneFileError, match="not a learngene file"):
+        lf.load(path)
+
+
+def test_not_safetensors(tmp_path):
+    path = tmp_path / "notes.txt"
+    path.write_text("hello, not a tensor file")
+    with pytest.raises(lf.LearngeneFileError, match="not a readable safetensors"):
+        lf.load(path)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(lf.LearngeneFileError, match="no such file"):
+        lf.load(tmp_path / "absent.safetensors")
+
+
+def test_unsupported_version(tmp_path, tensors, toy_arch):
+    path = tmp_path / "v2.safetensors"
+    save_file(tensors, str(path), metadata={**lf.metadata(toy_arch, 3), "format_version": "2"})
+    with pytest.raises(lf.LearngeneFileError, match="format_version"):
+        lf.load(path)
+
+
+def test_missing_architecture_metadata(tmp_path, tensors, toy_arch):
+    meta = lf.metadata(toy_arch, 3)
+    del meta["num_heads"]
+    path = tmp_path / "nometa.safetensors"
+    save_file(tensors, str(path), metadata=meta)
+    with pytest.raises(lf.LearngeneFileError, match="architecture metadata"):
+        lf.load(path)
+
+
+def test_missing_tensors(tmp_path, tensors, toy_arch):
+    gone = file_key("mlp.fc2.weight", "b")
+    partial = {k: v for k, v in tensors.items() if k != gone}
+    path = tmp_path / "partial.safetensors"
+    save_file(partial, str(path), metadata=lf.metadata(toy_arch, 3))
+    with pytest.raises(lf.LearngeneFileError, match="missing tensors.*" + gone.replace(".", r"\.")):
+        lf.load(path)
+    with pytest.raises(lf.LearngeneFileError, match="missing tensors"):
+        lf.save(tmp_path / "out.safetensors", partial, toy_arch, 3)
+    assert not (tmp_path / "out.safetensors").exists()
+
+
+def test_unexpected_tensors(tmp_path, tensors, toy_arch):
+    with pytest.raises(lf.LearngeneFileError, match="unexpected tensors.*blocks.0"):
+        lf.save(tmp_path / "out.safetensors", {**tensors, "blocks.0.norm1.weight": torch.ones(32)}, toy_arch, 3)
+
+
+def test_mismatched_shapes(tmp_path, tensors, toy_arch):
+    """Tensors of one width under metadata that claims another."""
+    wider = dataclasses.replace(toy_arch, embed_dim=64)
+    path = tmp_path / "liar.safetensors"
+    save_file(tensors, str(path), metadata=lf.metadata(wider, 3))
+    with pytest.raises(lf.LearngeneFileError, match="shape"):
+        lf.load(path)
+    with pytest.raises(lf.LearngeneFileError, match="shape"):
+        lf.save(tmp_path / "out.safetensors", tensors, wider, 3)
+
+
+@pytest.mark.parametrize("keep", [0.5, 0.99])
+def test_truncated_file(saved, keep):
+    data = saved.read_bytes()
+    saved.write_bytes(data[: int(len(data) * keep)])
+    with pytest.raises(lf.LearngeneFileError):
+        lf.load(saved)
+
+
+def test_existing_output_needs_force(saved, tensors, toy_arch):
+    before = saved.read_bytes()
+    with pytest.raises(OutputExistsError, match="--force"):
+        lf.save(saved, tensors, toy_arch, 3)
+    assert saved.read_bytes() == before
+    changed = {k: v + 1 for k, v in tensors.items()}
+    lf.save(saved, changed, toy_arch, 3, force=True)
+    assert torch.equal(lf.load(saved).tensors["pos_embed"], changed["pos_embed"])
