@@ -80,7 +80,24 @@ def test_learngene_forward_expands_every_block_param(toy_arch, seeded, randomize
     assert set(out) == set(BLOCK_PARAMS)
     for name, t in out.items():
         a, b = lg.theta_a[module_key(name)], lg.theta_b[module_key(name)]
-        assert torch.equal(t, expand(a, b, 4))
+        assert torch.equal(torch.stack(t), expand(a, b, 4))
+
+
+@pytest.mark.parametrize("depth", [1, 2, 5])
+def test_expand_layers_backward_matches_autograd(depth):
+    """The Aux-Net's fused expand+unbind has a hand-written backward: check it against
+    autograd through the plain formula, and with gradcheck in float64."""
+    from tleg_dist.models.learngene import expand_layers
+
+    a = torch.randn(3, 4, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(3, 4, dtype=torch.float64, requires_grad=True)
+    weights = torch.randn(depth, 3, 4, dtype=torch.float64)
+    fused = sum((w * t).sum() for w, t in zip(weights, expand_layers(a, b, depth)))
+    ga, gb = torch.autograd.grad(fused, (a, b))
+    plain = sum((weights[l] * (a + l / depth * b)).sum() for l in range(depth))
+    ra, rb = torch.autograd.grad(plain, (a, b))
+    assert torch.allclose(ga, ra) and torch.allclose(gb, rb)
+    assert torch.autograd.gradcheck(lambda x, y: expand_layers(x, y, depth), (a, b))
 
 
 def test_learngene_without_qkv_bias(toy_arch):

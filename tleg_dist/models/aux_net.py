@@ -53,10 +53,7 @@ class AuxNet(nn.Module):
         return x + drop_path(h, dpr, self.training)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        stacked = self.learngene(self.depth)
-        # unbind, not indexing: its backward stacks the per-layer grads once (O(L)),
-        # where L separate selects would each allocate a full (L, ...) grad.
-        layers = {name: t.unbind(0) for name, t in stacked.items()}
+        layers = self.learngene(self.depth)  # name -> per-layer tensors
         x = self.patch_embed(x) + self.pos_embed
         for i in range(self.depth):
             x = self._block(x, {name: t[i] for name, t in layers.items()}, self.drop_path_rates[i])

@@ -50,20 +50,56 @@ def block_param_shapes(arch: ViTArch) -> dict[str, tuple[int, ...]]:
     return shapes
 
 
-def expand(theta_a: torch.Tensor, theta_b: torch.Tensor, depth: int) -> torch.Tensor:
-    """All `depth` layers at once: out[l] = theta_a + (l / depth) * theta_b.
-
-    One broadcast op per tensor rather than a loop over layers. The coefficient is a
-    constant, so autograd keeps no copy of theta_a/theta_b for the backward pass
-    (which matters under ZeRO-3, where parameters are released after use).
-    """
+def coefficients(depth: int, dtype=torch.float32, device=None) -> torch.Tensor:
+    """l / L for l = 0..L-1: where each layer sits between theta_A and theta_A + theta_B."""
     if depth < 1:
         raise ValueError(f"depth must be >= 1, got {depth}")
+    return torch.arange(depth, device=device, dtype=torch.float64).div_(depth).to(dtype)
+
+
+def expand(theta_a: torch.Tensor, theta_b: torch.Tensor, depth: int) -> torch.Tensor:
+    """All `depth` layers at once: out[l] = theta_a + (l / depth) * theta_b, stacked on dim 0.
+
+    One fused broadcast op per tensor rather than a loop over layers.
+    """
     if theta_a.shape != theta_b.shape:
         raise ValueError(f"theta_a {tuple(theta_a.shape)} and theta_b {tuple(theta_b.shape)} differ in shape")
-    coef = torch.arange(depth, device=theta_a.device, dtype=torch.float64).div_(depth).to(theta_a.dtype)
-    coef = coef.view(depth, *([1] * theta_a.dim()))
-    return theta_a.unsqueeze(0) + coef * theta_b.unsqueeze(0)
+    coef = coefficients(depth, theta_a.dtype, theta_a.device).view(depth, *([1] * theta_a.dim()))
+    return torch.addcmul(theta_a.unsqueeze(0), coef, theta_b.unsqueeze(0))
+
+
+class _ExpandLayers(torch.autograd.Function):
+    """expand() then unbind, with a backward that never materialises the stacked gradient.
+
+    d out[l] / d theta_a = 1 and d out[l] / d theta_b = l/L, so the gradients are running
+    sums over the layers' gradients. Autograd's own backward of expand+unbind would first
+    stack the L layer gradients into a new (L, ...) buffer and then reduce it twice. Nothing
+    is saved for backward but the depth, which also suits ZeRO-3's released parameters.
+    """
+
+    @staticmethod
+    def forward(ctx, theta_a, theta_b, depth):
+        ctx.depth = depth
+        return expand(theta_a, theta_b, depth).unbind(0)
+
+    @staticmethod
+    def backward(ctx, *grads):
+        coef = coefficients(ctx.depth).tolist()
+        ga = gb = None
+        for c, g in zip(coef, grads):
+            if g is None:
+                continue
+            ga = g.clone() if ga is None else ga.add_(g)
+            if c:
+                gb = g.mul(c) if gb is None else gb.add_(g, alpha=c)
+        if gb is None and ga is not None:
+            gb = torch.zeros_like(ga)
+        return ga, gb, None
+
+
+def expand_layers(theta_a: torch.Tensor, theta_b: torch.Tensor, depth: int) -> tuple[torch.Tensor, ...]:
+    """The `depth` expanded layer tensors as a tuple (the Aux-Net's training path)."""
+    return _ExpandLayers.apply(theta_a, theta_b, depth)
 
 
 def module_key(name: str) -> str:
@@ -102,13 +138,13 @@ class Learngene(nn.Module):
                 nn.init.trunc_normal_(a, std=0.02)
                 nn.init.trunc_normal_(b, std=0.02)
 
-    def forward(self, depth: int) -> dict[str, torch.Tensor]:
-        """Expanded weights of all `depth` layers, each stacked along dim 0.
+    def forward(self, depth: int) -> dict[str, tuple[torch.Tensor, ...]]:
+        """Expanded weights of all `depth` layers: name -> one tensor per layer.
 
         Doing this inside a module's forward lets ZeRO-3 gather the partitioned
         parameters through its usual module hooks.
         """
         return {
-            name: expand(self.theta_a[module_key(name)], self.theta_b[module_key(name)], depth)
+            name: expand_layers(self.theta_a[module_key(name)], self.theta_b[module_key(name)], depth)
             for name in self.shapes
         }

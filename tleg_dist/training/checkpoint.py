@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -78,10 +79,18 @@ def find_resume(root: Path, resume: str | None) -> Path | None:
 
 
 def _free_space(path: Path) -> str:
+    """Free space, and whether `path` takes a new file: DeepSpeed logs and swallows the OSError
+    of its makedirs, so the error that reaches us may not say the disk is full or read-only."""
     try:
-        return f"{shutil.disk_usage(path).free:,} bytes free there"
+        said = f"{shutil.disk_usage(path).free:,} bytes free there"
     except OSError:
-        return "free space unknown"
+        said = "free space unknown"
+    try:
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as e:
+        said += f"; {path} takes no new file: {e.strerror}"
+    return said
 
 
 class Checkpointer:
@@ -120,7 +129,7 @@ class Checkpointer:
                     tmp.write_text(json.dumps(full, indent=1))
             except OSError as e:
                 raise CheckpointError(f"writing {tag_dir / META} failed ({_free_space(self.root)}); "
-                                      f"checkpoint {tag} stays incomplete: {e}") from e
+                                      f"the marker is as before (none for a new checkpoint): {e}") from e
             self.prune(protect={tag, pos.best_tag} if self.keep_best else {tag})
         self._current = tag
         barrier()

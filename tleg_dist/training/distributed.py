@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import socket
 from dataclasses import dataclass
+from datetime import timedelta
+from typing import Optional
 
 import torch
 import torch.distributed as dist
@@ -53,7 +55,7 @@ def _set_threads(local_world_size: int) -> None:
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(1, local_world_size)))
 
 
-def init() -> DistInfo:
+def init(timeout_s: Optional[float] = None) -> DistInfo:
     import deepspeed
 
     _fill_env()
@@ -62,7 +64,9 @@ def init() -> DistInfo:
     _set_threads(local_world)
     cuda = torch.cuda.is_available()
     if not dist.is_initialized():
-        deepspeed.init_distributed(dist_backend="nccl" if cuda else "gloo", auto_mpi_discovery=False)
+        # timeout bounds every collective: a rank stuck on a dead peer raises instead of hanging
+        kw = {} if timeout_s is None else {"timeout": timedelta(seconds=timeout_s)}
+        deepspeed.init_distributed(dist_backend="nccl" if cuda else "gloo", auto_mpi_discovery=False, **kw)
     local_rank = int(os.environ["LOCAL_RANK"])
     if cuda:
         torch.cuda.set_device(local_rank)

@@ -31,11 +31,12 @@ def check_compatible(file_arch, want_arch, path) -> None:
         raise InitError(f"learngene {path} does not fit model: " + "; ".join(bad))
 
 
-def init_truncated(model: nn.Module, path) -> None:
+def init_truncated(model: nn.Module, path, fresh_head: bool = False) -> None:
     """The first L blocks (and shared parts) of a deeper pretrained plain ViT."""
     state = load_state_file(path)
     own = model.state_dict()
-    take = {k: v for k, v in state.items() if k in own and (k not in HEAD_KEYS or v.shape == own[k].shape)}
+    take = {k: v for k, v in state.items()
+            if k in own and (k not in HEAD_KEYS or (not fresh_head and v.shape == own[k].shape))}
     for k, v in take.items():
         if v.shape != own[k].shape:
             raise InitError(f"model.pretrained {path}: {k} has shape {tuple(v.shape)}, model wants {tuple(own[k].shape)}")
@@ -56,11 +57,14 @@ def build_model(cfg: RunConfig, num_classes: int) -> nn.Module:
     if m.init == "learngene":
         lg = learngene_file.load(m.learngene)
         check_compatible(lg.arch, arch, m.learngene)
-        fresh = init_des_net_from_learngene(model, *split_file_tensors(lg.tensors))
+        theta_a, theta_b, shared = split_file_tensors(lg.tensors)
+        if m.fresh_head:
+            shared = {k: v for k, v in shared.items() if k not in HEAD_KEYS}
+        fresh = init_des_net_from_learngene(model, theta_a, theta_b, shared)
         log.info("Des-Net depth %d initialised from %s (aux depth %d); fresh: %s",
                  m.depth, m.learngene, lg.aux_depth, fresh or "none")
     elif m.init == "truncated":
-        init_truncated(model, m.pretrained)
+        init_truncated(model, m.pretrained, m.fresh_head)
     return model
 
 

@@ -61,7 +61,7 @@ def _prepare_output(cfg: RunConfig, resume: str | None, is_main: bool) -> Path:
 
 def train(cfg: RunConfig, resume: str | None = None) -> dict:
     t_start = time.time()
-    dist = distributed.init()
+    dist = distributed.init(cfg.train.collective_timeout_s)
     logging.basicConfig(level=logging.INFO if dist.is_main else logging.WARNING,
                         format="%(asctime)s %(name)s: %(message)s")
     deepspeed.utils.logger.setLevel(logging.WARNING)
@@ -81,7 +81,7 @@ def train(cfg: RunConfig, resume: str | None = None) -> dict:
     model = build_model(cfg, data.num_classes)
 
     steps_per_epoch = max(1, len(data.train) // cfg.optim.grad_accum)
-    total_steps = steps_per_epoch * cfg.train.epochs
+    total_steps = cfg.optim.schedule_steps or steps_per_epoch * cfg.train.epochs
     global_batch = ds["train_batch_size"]
     peak = optim.peak_lr(cfg.optim, global_batch)
     engine, _, _, _ = deepspeed.initialize(
