@@ -1,0 +1,87 @@
+"""Training budgets in images, and how TLEG's total cost is counted.
+
+The unit is training images seen (micro-batches x batch size x ranks), as in the trainer's
+summary. A descendant of depth L costs its fine-tuning images F plus a share of the Aux-Net's
+training images A (the teacher is not charged to anyone, as in the paper, whose teacher is an
+off-the-shelf network; the truncated baseline is charged the same way as TLEG):
+
+  depth_share (default):  total(L) = F + A * L / L_aux
+      A descendant pays for the Aux-Net layers it inherits: the aux-depth descendant pays all
+      of A, a 1-layer one A / L_aux. Summed over the depths D this charges A * sum(D) / L_aux,
+      more than the A actually spent whenever sum(D) > L_aux, so the comparison leans towards
+      the baselines, never towards TLEG.
+  amortised:              total(L) = F + A / |D|
+      The Aux-Net is trained once for the |D| descendants and charged to them equally.
+
+Budgets are matched in optimizer steps (train.max_steps with optim.schedule_steps, so the
+cosine schedule ends with the budget): a budget is rounded up to whole global batches.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import os
+
+from tleg_dist.config import RunConfig
+
+
+def aux_share(aux_images: int, depth: int, aux_depth: int, depths: list[int], mode: str) -> float:
+    if mode == "depth_share":
+        return aux_images * depth / aux_depth
+    if mode == "amortised":
+        return aux_images / len(depths)
+    raise ValueError(f"unknown cost accounting {mode!r}")
+
+
+def images_per_step(cfg: RunConfig, world_size: int = 1) -> int:
+    return cfg.data.batch_size * cfg.optim.grad_accum * world_size
+
+
+def steps_for(images: float, cfg: RunConfig, world_size: int = 1) -> int:
+    """Optimizer steps that see at least `images` images."""
+    return max(1, math.ceil(images / images_per_step(cfg, world_size) - 1e-9))
+
+
+def world_size() -> int:
+    """The experiment runs its stages one after another in this process (or these ranks)."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+@functools.lru_cache(maxsize=32)
+def _train_batches(data_json: str, arch_json: str, seed: int, ranks: int) -> int:
+    from tleg_dist.config import DataConfig
+    from tleg_dist.data import build_data
+    from tleg_dist.models.arch import ViTArch
+
+    data = build_data(DataConfig.model_validate_json(data_json), ViTArch(**json.loads(arch_json)),
+                      rank=0, world_size=ranks, seed=seed)
+    return len(data.train)
+
+
+def steps_per_epoch(cfg: RunConfig, ranks: int = 1) -> int:
+    """As the trainer counts them (full micro-batches per rank // grad_accum)."""
+    n = _train_batches(cfg.data.model_dump_json(), json.dumps(cfg.model.arch().to_dict()), cfg.seed, ranks)
+    return max(1, n // cfg.optim.grad_accum)
+
+
+def stage_images(cfg: RunConfig, ranks: int = 1) -> int:
+    """Images a stage run will see: its epochs, or train.max_steps if that comes first."""
+    steps = steps_per_epoch(cfg, ranks) * cfg.train.epochs
+    if cfg.train.max_steps is not None:
+        steps = min(steps, cfg.train.max_steps)
+    return steps * images_per_step(cfg, ranks)
+
+
+def budget_overrides(images: float, cfg: RunConfig, ranks: int = 1) -> tuple[int, list[str]]:
+    """(images it will see, overrides) for training exactly `images` (rounded up to a step).
+
+    Only one evaluation, at the end: an earlier one would be reported if max_steps stopped
+    the run mid-epoch, and the final weights are what each init is judged on.
+    """
+    steps = steps_for(images, cfg, ranks)
+    epochs = math.ceil(steps / steps_per_epoch(cfg, ranks))
+    over = [f"train.epochs={epochs}", f"train.max_steps={steps}", f"optim.schedule_steps={steps}",
+            f"train.eval_every_epochs={epochs + 1}"]
+    return steps * images_per_step(cfg, ranks), over
