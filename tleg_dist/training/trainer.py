@@ -6,12 +6,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
+import random
 import time
 from pathlib import Path
 
 import deepspeed
+import numpy as np
 import torch
 from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
 
@@ -30,6 +33,15 @@ from tleg_dist.training.model_factory import build_model
 from tleg_dist.training.preempt import PreemptionFlag, requeue_if_asked
 
 log = logging.getLogger("tleg_dist")
+
+
+def rng_states() -> dict:
+    """Plain tensors and Python scalars only, so the checkpoint stays loadable with weights_only=True."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    return {"torch": torch.get_rng_state(),
+            "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                      "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
+            "python": random.getstate()}
 
 
 def _criterion(cfg: RunConfig, teacher) -> DistillationLoss:
@@ -116,7 +128,12 @@ def train(cfg: RunConfig, resume: str | None = None) -> dict:
             "world_size": dist.world_size, "config": cfg.model_dump(mode="json")}
 
     def client_state() -> dict:
-        return {"ema": ema.state_dict()} if ema is not None else {}
+        # The position and config also live in tleg_meta.json (read without unpickling);
+        # RNG states are informative only: every micro-step reseeds from (seed, step, rank).
+        state = {"position": dataclasses.asdict(pos), "config": meta["config"], "rng": rng_states()}
+        if ema is not None:
+            state["ema"] = ema.state_dict()
+        return state
 
     flag = PreemptionFlag().install()
     stopped = None
