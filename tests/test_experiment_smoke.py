@@ -68,6 +68,17 @@ def test_cost_ratio_bounds_and_log_interpolation():
     assert summary.cost_ratio(tleg, []) is None
 
 
+def test_comparisons_report_both_accountings():
+    cells = [{"setting": "s", "depth": 2, "init": i, **cell(m, 0.1, total=t)}
+             for i, m, t in [("tleg", 80, 1000), ("scratch", 70, 500), ("scratch_long", 78, 1000),
+                             ("scratch_2x", 82, 2000)]]
+    (row,) = summary.comparisons(cells, other_totals={("s", 2): 500.0})
+    assert row["vs"]["scratch"]["verdict"] == "win" and row["vs"]["scratch_2x"]["verdict"] == "loss"
+    assert row["cost_ratio"]["ratio"] == pytest.approx(math.sqrt(2))
+    # Same accuracies, half the total charged to TLEG: twice the ratio.
+    assert row["cost_ratio_other"]["ratio"] == pytest.approx(2 * math.sqrt(2))
+
+
 def test_aggregate_mean_std_per_cell():
     recs = [{"kind": "des", "setting": "s", "depth": 2, "init": "tleg", "seed": k, "top1": v, "images": 256,
              "total_images": 320.0, "aux_share": 64.0, "params": 10, "wall_time_s": 1.0}

@@ -8,7 +8,7 @@ import json
 import os
 from pathlib import Path
 
-from tleg_dist.experiments import claims, plots, summary
+from tleg_dist.experiments import budget, claims, plots, summary
 from tleg_dist.experiments.config import INIT_ORDER, ExperimentConfig
 from tleg_dist.experiments.plan import Job
 from tleg_dist.utils.atomic import atomic_path
@@ -16,6 +16,7 @@ from tleg_dist.utils.atomic import atomic_path
 HEAD = {"tleg": "TLEG", "scratch": "scratch", "scratch_long": "scratch, TLEG's total",
         "scratch_2x": "scratch, 2× TLEG's total", "truncated": "truncated"}
 WORDS = {"win": "win", "tie": "tie", "loss": "**loss**", "n/a": "n/a"}
+OTHER_COST = {"depth_share": "amortised", "amortised": "depth_share"}
 
 
 def _pm(c: dict | None) -> str:
@@ -39,17 +40,22 @@ def setting_table(cells: list[dict], setting: str) -> str:
     return "\n".join(lines)
 
 
-def verdict_table(comps: list[dict], setting: str) -> str:
+def verdict_table(comps: list[dict], setting: str, cost: str) -> str:
     mine = [c for c in comps if c["setting"] == setting]
     base = [b for b in summary.BASELINES if any(b in c["vs"] for c in mine)]
+    other = any("cost_ratio_other" in c for c in mine)
     head = ["L"] + [f"TLEG vs {HEAD[b]}" for b in base] + ["scratch images to match TLEG / TLEG total"]
+    head += [f"same, {OTHER_COST[cost]} accounting"] if other else []
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for c in mine:
         cells = []
         for b in base:
             v = c["vs"].get(b)
             cells.append("-" if v is None else f"{WORDS[v['verdict']]} ({v['diff']:+.2f})")
-        lines.append(f"| {c['depth']} | " + " | ".join(cells) + f" | {summary.ratio_text(c['cost_ratio'])} |")
+        cells.append(summary.ratio_text(c["cost_ratio"]))
+        if other:
+            cells.append(summary.ratio_text(c.get("cost_ratio_other")))
+        lines.append(f"| {c['depth']} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -76,18 +82,40 @@ def markdown(x: ExperimentConfig, meta: dict, cells, ups, comps, img_dir: str, e
                   f"Upstream (top-1 on the upstream classes): {upstream_table(ups, s.name)}.", "",
                   "Top-1 on the descendants' validation set, mean ± std over seeds:", "",
                   setting_table(cells, s.name), "", "TLEG against each baseline (difference of means, points):",
-                  "", verdict_table(comps, s.name), ""]
+                  "", verdict_table(comps, s.name, x.budget.cost), ""]
     lines += ["## Plots", "", f"![top-1 against depth]({img_dir}acc_vs_depth.png)", "",
               f"![top-1 against training images]({img_dir}acc_vs_cost.png)", ""]
     return "\n".join(lines + extra) + "\n"
 
 
+def _other_totals(x: ExperimentConfig, cells: list[dict], aux_images: dict, lg_jobs: list[Job]) -> dict:
+    """TLEG's total per (setting, depth) under the accounting the recipe did not choose."""
+    if not lg_jobs:
+        return {}
+    other = OTHER_COST[x.budget.cost]
+    aux_depth = lg_jobs[0].config(check_paths=False).model.depth
+    return {(c["setting"], c["depth"]): c["finetune_images"] + budget.aux_share(
+                aux_images[c["setting"]], c["depth"], aux_depth, x.depths, other)
+            for c in cells if c["init"] == "tleg"}
+
+
 def _invocation(meta: dict) -> str:
     wall = meta["wall_time_s"]["this_invocation"]
-    if wall is None:
-        return " (tables rebuilt from the finished runs with --report-only)"
-    return (f"; the last invocation of that command used {meta['cpu_time_s'] / 60:.1f} min of CPU time "
-            f"in {wall / 60:.1f} min of wall time")
+    text = "" if wall is None else (f"; the last training invocation of that command used "
+                                    f"{meta['cpu_time_s'] / 60:.1f} min of CPU time in {wall / 60:.1f} min "
+                                    f"of wall time")
+    return text + (" (tables rebuilt from the finished runs with --report-only)" if meta["rebuilt"] else "")
+
+
+def _last_training_times(path: Path, command: str) -> tuple[float | None, float | None]:
+    """(wall, cpu) of the training invocation that last wrote `path`, if it ran `command`."""
+    try:
+        old = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None, None
+    if old.get("command") != command:
+        return None, None
+    return old.get("wall_time_s", {}).get("this_invocation"), old.get("cpu_time_s")
 
 
 def _cpu_time() -> float:
@@ -117,25 +145,28 @@ def write(x: ExperimentConfig, plan: list[Job], records: list[dict], planned: in
     """invocation_s: wall time of the training invocation so far; None for a --report-only rebuild."""
     cells = summary.aggregate(records)
     ups = summary.upstream(records)
-    comps = summary.comparisons(cells)
     lg_jobs = [j for j in plan if j.kind == "learngene"]
     aux_images = {j.setting: j.images for j in lg_jobs if j.seed == x.seeds[0]}
+    comps = summary.comparisons(cells, _other_totals(x, cells, aux_images, lg_jobs))
     lg_file = next((j.out / "learngene.safetensors" for j in lg_jobs if (j.out / "learngene.safetensors").is_file()),
                    None)
     storage_md, storage_info = claims.storage_section(lg_file, x.depths)
     lg_model = lg_jobs[0].config(check_paths=False).model if lg_jobs else None
     aux_depth, embed_dim = (lg_model.depth, lg_model.embed_dim) if lg_model else (0, 0)
+    out = Path(x.results_dir)
+    # Stages run in this process: its CPU time is what an idle machine would need in wall time at
+    # OMP_NUM_THREADS=1, whatever else shares the machine. A --report-only rebuild keeps the
+    # training invocation's figures.
+    wall, cpu = (invocation_s, _cpu_time()) if invocation_s is not None else \
+        _last_training_times(out / "summary.json", command)
     meta = {"complete": len(records) == planned, "runs_finished": len(records), "runs_planned": planned,
             "smoke": smoke, "command": command, "host": f"{os.cpu_count()} CPU cores",
-            # Stages run in this process: its CPU time is what an idle machine would need in wall time
-            # at OMP_NUM_THREADS=1, whatever else shares the machine.
-            "cpu_time_s": None if invocation_s is None else _cpu_time(),
-            "wall_time_s": {"sum_of_runs": sum(r["wall_time_s"] or 0 for r in records),
-                            "this_invocation": invocation_s},
+            "rebuilt": invocation_s is None, "cpu_time_s": cpu,
+            "wall_time_s": {"sum_of_runs": sum(r["wall_time_s"] or 0 for r in records), "this_invocation": wall},
             "setup": setup_text(x, lg_jobs[0] if lg_jobs else None, aux_images)}
     extra = [claims.claims_section(x, comps, storage_info), "", storage_md, "",
-             claims.pretrain_cost_section(aux_depth, x.depths, aux_images), "", claims.caveats_section(x, embed_dim, aux_images)]
-    out = Path(x.results_dir)
+             claims.pretrain_cost_section(aux_depth, x.depths, aux_images), "",
+             claims.caveats_section(x, embed_dim, aux_images)]
     out.mkdir(parents=True, exist_ok=True)
     result = {"format": "tleg-experiment-results", "format_version": "1", **{k: v for k, v in meta.items()},
               "accounting": {"unit": "training images", "cost": x.budget.cost, "aux_depth": aux_depth,

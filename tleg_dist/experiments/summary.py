@@ -99,8 +99,12 @@ def ratio_text(r: dict | None) -> str:
     return {"at_most": "≤ ", "about": "≈ ", "more_than": "> "}[r["bound"]] + f"{r['ratio']:.2f}×"
 
 
-def comparisons(cells: list[dict]) -> list[dict]:
-    """Per (setting, depth): TLEG against each baseline present, and the cost ratio."""
+def comparisons(cells: list[dict], other_totals: dict | None = None) -> list[dict]:
+    """Per (setting, depth): TLEG against each baseline present, and the cost ratio.
+
+    other_totals {(setting, depth): TLEG's total under the other cost accounting} adds
+    `cost_ratio_other`, because the accounting, not only the accuracies, decides the ratio.
+    """
     by = {(c["setting"], c["depth"], c["init"]): c for c in cells}
     out = []
     for (setting, depth, init), t in by.items():
@@ -110,7 +114,10 @@ def comparisons(cells: list[dict]) -> list[dict]:
         for b in BASELINES:
             if (setting, depth, b) in by:
                 row["vs"][b] = verdict(t, by[(setting, depth, b)])
-        row["cost_ratio"] = cost_ratio(t, [by[(setting, depth, s)] for s in SCRATCH_CURVE if (setting, depth, s) in by])
+        curve = [by[(setting, depth, s)] for s in SCRATCH_CURVE if (setting, depth, s) in by]
+        row["cost_ratio"] = cost_ratio(t, curve)
+        if other_totals and (setting, depth) in other_totals:
+            row["cost_ratio_other"] = cost_ratio({**t, "total_images": other_totals[(setting, depth)]}, curve)
         out.append(row)
     return out
 
