@@ -225,25 +225,33 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
     return raw
 
 
-def from_dict(raw: dict, source: str = "<config>", check_paths: bool = True) -> RunConfig:
-    """check_paths=False skips the existence check of input files (see _input_file_exists)."""
+def read_yaml(path: str | Path, what: str = "config file") -> dict:
+    """A YAML mapping from `path`; every config loader (run, pipeline, sweep, experiment) uses it."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{what} {path} does not exist")
+    raw = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: top level must be a mapping")
+    return raw
+
+
+def validate(cls: type[BaseModel], raw: dict, source: str, **context):
+    """cls.model_validate with errors turned into one ConfigError naming dotted keys."""
     try:
-        return RunConfig.model_validate(raw, context={"check_paths": check_paths})
+        return cls.model_validate(raw, context=context or None)
     except ValidationError as e:
         raise ConfigError(_format_error(e, source)) from None
 
 
+def from_dict(raw: dict, source: str = "<config>", check_paths: bool = True) -> RunConfig:
+    """check_paths=False skips the existence check of input files (see _input_file_exists)."""
+    return validate(RunConfig, raw, source, check_paths=check_paths)
+
+
 def load(path: str | Path | None, overrides: list[str] = (), check_paths: bool = True) -> RunConfig:
-    raw: dict = {}
-    source = "<defaults>"
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"config file {path} does not exist")
-        raw = yaml.safe_load(path.read_text()) or {}
-        if not isinstance(raw, dict):
-            raise ConfigError(f"{path}: top level must be a mapping")
-        source = str(path)
+    raw = {} if path is None else read_yaml(path)
+    source = "<defaults>" if path is None else str(path)
     return from_dict(apply_overrides(raw, list(overrides)), source, check_paths)
 
 

@@ -10,10 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal, Optional
 
-import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from tleg_dist.config import ConfigError, Section, _format_error, apply_overrides
+from tleg_dist.config import ConfigError, Section, _format_error, apply_overrides, read_yaml
 from tleg_dist.pipeline.config import StageRef
 
 # tleg: expanded from the learngene. scratch: random init, same fine-tuning budget.
@@ -85,11 +84,7 @@ class ExperimentConfig(Section):
 
 def load(path: str | Path, overrides: list[str] = (), smoke: bool = False) -> ExperimentConfig:
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"experiment config {path} does not exist")
-    raw = yaml.safe_load(path.read_text()) or {}
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: top level must be a mapping")
+    raw = read_yaml(path, "experiment config")
     if smoke:
         raw = apply_overrides(raw, list((raw.get("smoke") or {}).get("experiment", [])))
     raw = apply_overrides(raw, list(overrides))

@@ -5,10 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-import yaml
-from pydantic import Field, ValidationError
+from pydantic import Field
 
-from tleg_dist.config import ConfigError, Section, _format_error, apply_overrides
+from tleg_dist.config import Section, apply_overrides, read_yaml, validate
 
 
 class StageRef(Section):
@@ -34,11 +33,5 @@ class PipelineConfig(Section):
 
 
 def load(path: str | Path, overrides: list[str] = ()) -> PipelineConfig:
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"pipeline config {path} does not exist")
-    raw = apply_overrides(yaml.safe_load(path.read_text()) or {}, list(overrides))
-    try:
-        return PipelineConfig.model_validate(raw)
-    except ValidationError as e:
-        raise ConfigError(_format_error(e, str(path))) from None
+    raw = apply_overrides(read_yaml(path, "pipeline config"), list(overrides))
+    return validate(PipelineConfig, raw, str(path))

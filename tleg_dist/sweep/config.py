@@ -14,10 +14,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from tleg_dist.config import ConfigError, _format_error, apply_overrides, parse_override
+from tleg_dist.config import ConfigError, _format_error, apply_overrides, parse_override, read_yaml
 
 
 class _Section(BaseModel):
@@ -82,10 +81,4 @@ def from_dict(raw: dict, source: str = "<sweep>") -> SweepConfig:
 
 
 def load(path: str | Path, overrides: list[str] = ()) -> SweepConfig:
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"sweep recipe {path} does not exist")
-    raw = yaml.safe_load(path.read_text()) or {}
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: top level must be a mapping")
-    return from_dict(apply_overrides(raw, list(overrides)), str(path))
+    return from_dict(apply_overrides(read_yaml(path, "sweep recipe"), list(overrides)), str(path))
