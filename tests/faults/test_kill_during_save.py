@@ -8,9 +8,11 @@ marker, so it may name a checkpoint that is not complete: it is never trusted.
 
 from __future__ import annotations
 
+import shutil
 import signal
 
-from fault_helpers import assert_same_weights, complete_steps, resumed_from, run, start, wait_until
+from fault_helpers import (assert_same_weights, complete_steps, resumed_from, run, start, tree_digest,
+                           wait_until)
 
 TIMEOUT = 300
 
@@ -63,3 +65,18 @@ def test_complete_checkpoint_is_never_rewritten_in_place(recipe, reference_1rank
     meta_32 = (out / "checkpoints" / "step_00000032" / "tleg_meta.json").read_text()
     assert '"epoch": 2' in meta_32 and '"batch_in_epoch": 0' in meta_32  # the marker did move on
 
+
+
+def test_damaged_complete_checkpoint_is_named_and_left_alone(recipe, reference_1rank, tmp_path):
+    """Bytes damaged after the marker was written (bad disk, a careless copy): resume names the
+    checkpoint and the way out, instead of an unpickler traceback, and changes nothing."""
+    out = tmp_path / "run"
+    shutil.copytree(reference_1rank, out)
+    newest = out / "checkpoints" / f"step_{complete_steps(out)[-1]:08d}"
+    shard = newest / "mp_rank_00_model_states.pt"
+    shard.write_bytes(shard.read_bytes()[: shard.stat().st_size // 2])
+    before = tree_digest(out / "checkpoints")
+    rc, log = run(recipe, out, resume="auto", name="resume", timeout=TIMEOUT)
+    assert rc != 0
+    assert f"{newest}: marked complete but unreadable" in log and "--resume" in log, log[-3000:]
+    assert tree_digest(out / "checkpoints") == before

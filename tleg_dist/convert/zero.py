@@ -18,7 +18,6 @@ import json
 import pickle
 import re
 import sys
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -172,9 +171,13 @@ def guarded_torch_load(allow_pickle: bool = False):
             raise ConvertError(f"{f}: corrupt checkpoint file ({msg.splitlines()[0]})") from None
         except FileNotFoundError:
             raise ConvertError(f"{f}: missing checkpoint file") from None
-        except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as e:
-            # torch reports a cut-off zip as RuntimeError or OSError(EINVAL), depending on where it ends
-            raise ConvertError(f"{f}: truncated or corrupt checkpoint file ({str(e).splitlines()[0]})") from None
+        except ConvertError:
+            raise
+        except Exception as e:
+            # Damaged bytes surface as almost anything: a cut-off zip as RuntimeError or OSError(EINVAL),
+            # random bytes through the unpickler as IndexError, KeyError, struct.error, ...
+            first = (str(e).splitlines() or [type(e).__name__])[0]
+            raise ConvertError(f"{f}: truncated or corrupt checkpoint file ({type(e).__name__}: {first})") from None
 
     torch.load = load
     try:

@@ -149,8 +149,14 @@ class Checkpointer:
         meta = read_meta(tag_dir)
         if meta is None:
             raise CheckpointError(f"{tag_dir}: incomplete checkpoint")
-        path, client = engine.load_checkpoint(str(tag_dir.parent), tag=tag_dir.name,
-                                              load_optimizer_states=True, load_lr_scheduler_states=True)
+        try:
+            path, client = engine.load_checkpoint(str(tag_dir.parent), tag=tag_dir.name,
+                                                  load_optimizer_states=True, load_lr_scheduler_states=True)
+        except Exception as e:  # a damaged shard surfaces as almost any exception type
+            first = (str(e).splitlines() or [""])[0]
+            raise CheckpointError(f"{tag_dir}: marked complete but unreadable ({type(e).__name__}: {first}); "
+                                  f"nothing was changed. Resume from an older tag with --resume PATH/TO/TAG, "
+                                  f"or move this one aside.") from e
         if path is None:
             raise CheckpointError(f"DeepSpeed could not load checkpoint {tag_dir}")
         if Path(tag_dir).parent.resolve() == self.root.resolve():
