@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 # One thread per process by default: the multi-rank tests start 2 ranks on 2 cores.
 OMP_NUM_THREADS ?= 1
 TORCH_EXTENSIONS_DIR ?= $(CURDIR)/.cache/torch_extensions
-PYTEST_ARGS ?=
+PYTEST_ARGS ?= --durations=15
 BENCH_ARGS ?=
 export OMP_NUM_THREADS TORCH_EXTENSIONS_DIR
 
@@ -14,9 +14,10 @@ export OMP_NUM_THREADS TORCH_EXTENSIONS_DIR
 setup:
 	bash scripts/setup.sh
 
-# The demo is one process: let it use every core unless DEMO_THREADS says otherwise.
+# The demo is one process: let it use every core unless DEMO_THREADS says otherwise
+# (nproc itself answers OMP_NUM_THREADS, which is exported as 1 above: ask it without).
 demo: setup
-	OMP_NUM_THREADS=$${DEMO_THREADS:-$$(nproc)} $(PY) -m tleg_dist.demo
+	OMP_NUM_THREADS=$${DEMO_THREADS:-$$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc)} $(PY) -m tleg_dist.demo
 
 # The cluster tests need the local Slurm cluster; its script comes with slurm/.
 test: setup
