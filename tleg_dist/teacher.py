@@ -54,9 +54,11 @@ def build_teacher(cfg: TeacherConfig, num_classes: int, in_chans: int) -> nn.Mod
         try:
             model.load_state_dict(state, strict=True)
         except RuntimeError as e:
+            details = [line.strip() for line in str(e).splitlines()[1:] if line.strip()]
+            more = f"; ... {len(details) - 3} more" if len(details) > 3 else ""
             raise TeacherError(
                 f"distill.teacher.checkpoint {cfg.checkpoint} does not match teacher {cfg.model!r} "
-                f"(num_classes={num_classes}, in_chans={in_chans}): {str(e).splitlines()[0]} ..."
+                f"(num_classes={num_classes}, in_chans={in_chans}): {'; '.join(details[:3]) or e}{more}"
             ) from e
     elif not cfg.pretrained:
         raise TeacherError("distill.teacher needs a checkpoint file or pretrained: true")

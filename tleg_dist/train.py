@@ -8,11 +8,13 @@
     # multi-node: sbatch slurm/learngene.sh
 Overrides: trailing key.sub=value pairs, e.g. train.epochs=3 model.depth=4.
 Resume: --resume auto continues from the newest complete checkpoint in output_dir.
+Errors about inputs and outputs print one line naming the culprit (exit 1); TLEG_TRACEBACK=1 shows the traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -45,8 +47,30 @@ def main(argv=None) -> int:
     except config.ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    train(cfg, resume=args.resume)
+    try:
+        train(cfg, resume=args.resume)
+    except user_errors() as e:
+        # These name their culprit; a traceback would only bury that line. TLEG_TRACEBACK=1 shows it.
+        if os.environ.get("TLEG_TRACEBACK") == "1":
+            raise
+        print(f"[rank {os.environ.get('RANK', '0')}] error: {type(e).__name__}: {e}", file=sys.stderr, flush=True)
+        return 1
     return 0
+
+
+def user_errors() -> tuple[type[BaseException], ...]:
+    """Errors about the user's inputs or outputs (recipe, data, weights, disk), not bugs."""
+    from tleg_dist.config import ConfigError
+    from tleg_dist.data.errors import DataError
+    from tleg_dist.learngene_file import LearngeneFileError
+    from tleg_dist.teacher import TeacherError
+    from tleg_dist.training.checkpoint import CheckpointError
+    from tleg_dist.training.loop import NonFiniteLossError
+    from tleg_dist.training.model_factory import InitError
+    from tleg_dist.utils.atomic import OutputExistsError
+
+    return (ConfigError, DataError, LearngeneFileError, TeacherError, CheckpointError, NonFiniteLossError,
+            InitError, OutputExistsError)
 
 
 if __name__ == "__main__":
