@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import shutil
 
 import pytest
@@ -148,12 +149,17 @@ def test_wrong_stage(ckpts, tmp_path, capsys):
 
 @pytest.mark.parametrize("name, victim", [("aux_z2_r2", "mp_rank_00_model_states.pt"),
                                           ("aux_z3_r2", "zero_pp_rank_1_mp_rank_00_optim_states.pt")])
-@pytest.mark.parametrize("damage", ["truncate", "garbage"])
+@pytest.mark.parametrize("damage", ["truncate", "garbage0", "garbage1", "garbage2"])
 def test_truncated_or_corrupt_file(ckpts, tmp_path, capsys, name, victim, damage):
+    """Seeded random bytes: each seed drives the unpickler down another path (one raised a bare
+    IndexError before the converter caught every load failure); seeded so a failure repeats."""
     tag_dir = copy_case(ckpts, tmp_path, name)
     f = tag_dir / victim
     data = f.read_bytes()
-    f.write_bytes(data[: len(data) // 2] if damage == "truncate" else os.urandom(len(data)))
+    if damage == "truncate":
+        f.write_bytes(data[: len(data) // 2])
+    else:
+        f.write_bytes(random.Random(int(damage[-1])).randbytes(len(data)))
     out = tmp_path / "out" / "lg.safetensors"
     assert_fails(capsys, out, [f, "corrupt"], "learngene", tag_dir, "--out", out)
 
