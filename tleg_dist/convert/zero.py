@@ -210,7 +210,7 @@ def consolidate(ckpt: Checkpoint, allow_pickle: bool = False) -> dict[str, torch
     if not files:
         raise ConvertError(f"{ckpt.tag_dir}: not a DeepSpeed checkpoint (no *_model_states.pt)")
     with guarded_torch_load(allow_pickle), contextlib.redirect_stdout(sys.stderr):
-        states = torch.load(files[0], map_location="cpu")
+        states = torch.load(files[0], map_location="cpu", weights_only=not allow_pickle)
         if not isinstance(states, dict) or "module" not in states:
             raise ConvertError(f"{files[0]}: not a DeepSpeed model-states file (no 'module' entry)")
         if _zero_stage(states, ckpt) == 0:
