@@ -15,9 +15,10 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from tleg_dist.models.arch import SIZES, ViTArch
+from tleg_dist.utils.errors import UserError
 
 
-class ConfigError(ValueError):
+class ConfigError(ValueError, UserError):
     pass
 
 

@@ -18,13 +18,14 @@ from tleg_dist.models.arch import ViTArch
 from tleg_dist.models.keys import SHARED_FILE_KEYS, file_key
 from tleg_dist.models.learngene import block_param_shapes
 from tleg_dist.utils.atomic import atomic_path, check_output
+from tleg_dist.utils.errors import UserError
 
 FORMAT = "tleg-learngene"
 FORMAT_VERSION = "1"
 ARCH_FIELDS = ("embed_dim", "num_heads", "mlp_ratio", "patch_size", "img_size", "in_chans", "num_classes", "qkv_bias")
 
 
-class LearngeneFileError(ValueError):
+class LearngeneFileError(ValueError, UserError):
     pass
 
 

@@ -9,9 +9,10 @@ import torch
 from torch import nn
 
 from tleg_dist.config import TeacherConfig
+from tleg_dist.utils.errors import UserError
 
 
-class TeacherError(ValueError):
+class TeacherError(ValueError, UserError):
     pass
 
 

@@ -37,6 +37,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> int:
     from tleg_dist import config
     from tleg_dist.training.trainer import train
+    from tleg_dist.utils.errors import UserError
 
     args = parse_args(argv)
     overrides = list(args.overrides)
@@ -49,28 +50,13 @@ def main(argv=None) -> int:
         return 2
     try:
         train(cfg, resume=args.resume)
-    except user_errors() as e:
+    except UserError as e:
         # These name their culprit; a traceback would only bury that line. TLEG_TRACEBACK=1 shows it.
         if os.environ.get("TLEG_TRACEBACK") == "1":
             raise
         print(f"[rank {os.environ.get('RANK', '0')}] error: {type(e).__name__}: {e}", file=sys.stderr, flush=True)
         return 1
     return 0
-
-
-def user_errors() -> tuple[type[BaseException], ...]:
-    """Errors about the user's inputs or outputs (recipe, data, weights, disk), not bugs."""
-    from tleg_dist.config import ConfigError
-    from tleg_dist.data.errors import DataError
-    from tleg_dist.learngene_file import LearngeneFileError
-    from tleg_dist.teacher import TeacherError
-    from tleg_dist.training.checkpoint import CheckpointError
-    from tleg_dist.training.loop import NonFiniteLossError
-    from tleg_dist.training.model_factory import InitError
-    from tleg_dist.utils.atomic import OutputExistsError
-
-    return (ConfigError, DataError, LearngeneFileError, TeacherError, CheckpointError, NonFiniteLossError,
-            InitError, OutputExistsError)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,9 @@
 """Errors raised by the data sources: every message names the file or folder at fault."""
 
+from tleg_dist.utils.errors import UserError
 
-class DataError(ValueError):
+
+class DataError(ValueError, UserError):
     """A dataset is missing, malformed or does not match the config."""
 
 

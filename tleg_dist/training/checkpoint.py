@@ -16,6 +16,7 @@ from pathlib import Path
 
 from tleg_dist.training.distributed import barrier
 from tleg_dist.utils.atomic import atomic_path
+from tleg_dist.utils.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +25,7 @@ FORMAT = "tleg-checkpoint"
 FORMAT_VERSION = "1"
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(RuntimeError, UserError):
     pass
 
 

@@ -12,9 +12,10 @@ import torch.nn.functional as F
 
 from tleg_dist.training.checkpoint import Position
 from tleg_dist.training.distributed import DistInfo, all_reduce_sum, any_rank
+from tleg_dist.utils.errors import UserError
 
 
-class NonFiniteLossError(FloatingPointError):
+class NonFiniteLossError(FloatingPointError, UserError):
     pass
 
 

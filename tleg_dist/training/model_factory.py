@@ -13,6 +13,7 @@ from tleg_dist.models.aux_net import AuxNet
 from tleg_dist.models.des_net import HEAD_KEYS, build_des_net, init_des_net_from_learngene
 from tleg_dist.models.keys import split_file_tensors
 from tleg_dist.teacher import create_teacher_model, load_state_file
+from tleg_dist.utils.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -20,7 +21,7 @@ log = logging.getLogger(__name__)
 MUST_MATCH = ("embed_dim", "num_heads", "mlp_ratio", "patch_size", "img_size", "in_chans", "qkv_bias")
 
 
-class InitError(ValueError):
+class InitError(ValueError, UserError):
     pass
 
 

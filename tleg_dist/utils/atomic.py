@@ -7,8 +7,10 @@ import os
 import tempfile
 from pathlib import Path
 
+from tleg_dist.utils.errors import UserError
 
-class OutputExistsError(FileExistsError):
+
+class OutputExistsError(FileExistsError, UserError):
     pass
 
 
