@@ -40,7 +40,7 @@ import psutil
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests" / "faults"))
-from fault_helpers import RECIPE, assert_same_weights, resumed_from, start, write_recipe  # noqa: E402
+from fault_helpers import RECIPE, assert_same_weights, rank_processes, resumed_from, start, write_recipe  # noqa: E402
 
 from tleg_dist.training.checkpoint import complete_tags, read_meta  # noqa: E402
 
@@ -109,9 +109,8 @@ def watch(r, meter, until=lambda: False, timeout=6 * 3600):
 
 
 def ranks_of(r) -> list[psutil.Process]:
-    kids = psutil.Process(r.proc.pid).children(recursive=True)
-    ranked = [p for p in kids if any(a.startswith("--local_rank=") for a in p.cmdline())]
-    return sorted(ranked, key=lambda p: p.cmdline()) or [psutil.Process(r.proc.pid)]
+    ranks = rank_processes(r)
+    return [ranks[k] for k in sorted(ranks)] or [psutil.Process(r.proc.pid)]
 
 
 def newest_complete(out: Path):

@@ -16,6 +16,7 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
 import torch
 import yaml
 from safetensors.torch import load_file
@@ -97,6 +98,24 @@ class Run:
         except ProcessLookupError:
             pass
         self.proc.wait(30)
+
+
+def rank_processes(run: Run) -> dict[int, psutil.Process]:
+    """The run's rank processes by local rank (the deepspeed launcher passes --local_rank=N).
+
+    The launcher also starts short-lived helpers; one may exit between listing and reading its
+    command line, so processes that vanish meanwhile are skipped, not an error.
+    """
+    ranks = {}
+    for p in psutil.Process(run.proc.pid).children(recursive=True):
+        try:
+            args = p.cmdline()
+        except psutil.Error:
+            continue
+        for a in args:
+            if a.startswith("--local_rank="):
+                ranks[int(a.split("=", 1)[1])] = p
+    return ranks
 
 
 def start(recipe: Path, out: Path, *overrides: str, ranks: int = 1, resume: str | None = None,

@@ -16,7 +16,7 @@ import time
 import psutil
 import pytest
 from fault_helpers import (DRIVER, STEPS_PER_EPOCH, Run, assert_same_weights, base_env, complete_steps,
-                           free_port, resumed_from, run, start, train_step, wait_until)
+                           free_port, rank_processes, resumed_from, run, start, train_step, wait_until)
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
 
@@ -25,10 +25,7 @@ RANKS = 2
 
 def rank_process(launcher: Run, rank: int) -> psutil.Process:
     """The launcher's child process that runs `rank` (the deepspeed launcher passes --local_rank)."""
-    def find():
-        kids = psutil.Process(launcher.proc.pid).children(recursive=True)
-        return next((p for p in kids if f"--local_rank={rank}" in p.cmdline()), None)
-    return wait_until(find, 120, f"rank {rank}'s process", launcher)
+    return wait_until(lambda: rank_processes(launcher).get(rank), 120, f"rank {rank}'s process", launcher)
 
 
 def test_killed_rank_fails_the_run_and_resume_matches_uninterrupted(recipe, reference_2rank, tmp_path):
