@@ -23,7 +23,16 @@
 #                   (one task per node, that launcher starts the node's ranks)
 #   TLEG_PYTHON     interpreter (default: `python` on PATH)
 #   TLEG_REPO       checkout holding tleg_dist/ (default: the submit directory)
+#   TLEG_ENTRY      the script each rank runs (default tleg_dist/train.py; the fault tests
+#                   put tests/faults/driver.py here to slow steps down)
 #   MASTER_PORT     rendezvous port (default: derived from the job id)
+#
+# A lost peer (a rank, its node or the network to it stopped answering): every surviving rank
+# fails within train.collective_timeout_s and prints one line "[rank R on HOST] error:
+# PeerLost: ...". A node that stops answering Slurm altogether ends the job NODE_FAIL and
+# Slurm requeues it (--requeue); otherwise this script requeues the job itself, at most
+# TLEG_PEER_REQUEUES times (default 3). Either way the next attempt resumes from the newest
+# complete checkpoint once every node is back.
 #
 # Preemption and time limits: Slurm sends SIGUSR1 to every rank --signal seconds
 # before the end; the trainer saves a checkpoint at the next step boundary, rank 0
@@ -47,6 +56,8 @@ die() { echo "learngene.sh: error: $*" >&2; exit 2; }
 REPO=${TLEG_REPO:-${SLURM_SUBMIT_DIR:-$PWD}}
 cd "$REPO"
 [[ -f tleg_dist/train.py ]] || die "$REPO has no tleg_dist/train.py; set TLEG_REPO to the checkout"
+ENTRY=${TLEG_ENTRY:-tleg_dist/train.py}
+[[ -f $ENTRY ]] || die "TLEG_ENTRY=$ENTRY does not exist (relative paths are from $REPO)"
 
 RECIPE=${TLEG_RECIPE:-}
 if [[ $# -gt 0 && $1 != *=* ]]; then RECIPE=$1; shift; fi
@@ -80,6 +91,8 @@ ARGS=(--config "$RECIPE" --resume auto)
 ARGS+=("$@" "output_dir=$RUN_DIR")
 echo "recipe=$RECIPE nodes=$NNODES ranks=$NTASKS master=$MASTER_ADDR:$MASTER_PORT launch=$TLEG_LAUNCH"
 
+LOG_START=$(stat -c %s "$RUN_DIR/job.log")
+set +e  # the ranks' status is handled below
 case $TLEG_LAUNCH in
     srun)
         # One Slurm task per rank; each task reads its own rank when it starts.
@@ -87,7 +100,7 @@ case $TLEG_LAUNCH in
         srun --kill-on-bad-exit=1 --label --cpus-per-task="${SLURM_CPUS_PER_TASK:-1}" bash -c '
             export RANK=$SLURM_PROCID WORLD_SIZE=$SLURM_NTASKS LOCAL_RANK=$SLURM_LOCALID
             export LOCAL_WORLD_SIZE=$(( SLURM_NTASKS / SLURM_JOB_NUM_NODES ))
-            exec "$0" "$@"' "$PYTHON" tleg_dist/train.py "${ARGS[@]}"
+            exec "$0" "$@"' "$PYTHON" "$ENTRY" "${ARGS[@]}"
         ;;
     torchrun | deepspeed)
         # One task per node; the per-node launcher must ignore SIGUSR1 (Slurm signals
@@ -103,8 +116,21 @@ case $TLEG_LAUNCH in
                 exec "$0" -m deepspeed.launcher.runner --no_ssh --num_nodes="$SLURM_JOB_NUM_NODES" \
                     --node_rank="$SLURM_NODEID" --num_gpus="$PER_NODE" --master_addr="$MASTER_ADDR" \
                     --master_port="$MASTER_PORT" "$@"
-            fi' "$PYTHON" tleg_dist/train.py "${ARGS[@]}"
+            fi' "$PYTHON" "$ENTRY" "${ARGS[@]}"
         ;;
     *) die "TLEG_LAUNCH=$TLEG_LAUNCH: expected srun, torchrun or deepspeed" ;;
 esac
-echo "=== $(date -Is) ranks exited"
+rc=$?
+set -e
+echo "=== $(date -Is) ranks exited (status $rc)"
+# srun's own status cannot say why (a killed peer reports 143): the ranks' lines can.
+if ((rc != 0)) && tail -c +"$((LOG_START + 1))" "$RUN_DIR/job.log" | grep -q '] error: PeerLost: '; then
+    done_requeues=$(grep -c '^learngene.sh: requeued after a lost peer' "$RUN_DIR/job.log" || true)
+    if ((done_requeues < ${TLEG_PEER_REQUEUES:-3})); then
+        echo "learngene.sh: requeued after a lost peer ($((done_requeues + 1))/${TLEG_PEER_REQUEUES:-3});" \
+             "the next attempt resumes from the newest complete checkpoint"
+        scontrol requeue "$SLURM_JOB_ID" && exit 0
+    fi
+    echo "learngene.sh: lost a peer again; not requeued (TLEG_PEER_REQUEUES=${TLEG_PEER_REQUEUES:-3} used up)"
+fi
+exit "$rc"

@@ -1,17 +1,23 @@
 #!/usr/bin/env bash
-# A one-node Slurm (with accounting) on this machine, for the cluster tests and for
+# A Slurm cluster (with accounting) on this machine, for the cluster tests and for
 # trying sbatch/submitit on one box. Needs root. No systemd: daemons are started
 # directly and stopped by PID.
 #
-#   slurm/local-cluster.sh start    # install what is missing, write configs, start, wait for idle
-#   slurm/local-cluster.sh status   # daemons, node state; exit 0 only if all are up
-#   slurm/local-cluster.sh stop     # stop all daemons by PID
+#   slurm/local-cluster.sh start [--nodes N]  # install what is missing, write configs, start, wait for idle
+#   slurm/local-cluster.sh status             # daemons, nodes (sinfo -N); exit 0 only if all are up
+#   slurm/local-cluster.sh stop               # stop every daemon; remove namespaces, links, bridge
+#   slurm/local-cluster.sh node-kill|link-down|link-up NODE   # faults (docs/cluster.md)
 #
-# Idempotent: `start` on a running cluster only checks it (and restarts slurm if its
-# generated config changed). Environment:
+# --nodes 1 (the default) is one slurmd on this host. --nodes N >= 2 runs N slurmd "hosts",
+# each in its own network namespace with its own hostname and address on a bridge
+# (slurm/local-nodes.sh), sharing the cores equally; munge, slurmctld and slurmdbd are shared.
+#
+# Idempotent: `start` on a running cluster only checks it (restarting a daemon that died,
+# and everything if the generated config changed, e.g. another --nodes). Environment:
 #   TLEG_SLURM_STATE   state folder (default /var/lib/tleg-slurm): spool, state, pids
 #   TLEG_SLURM_LOGS    log folder   (default /var/log/tleg-slurm)
 #   TLEG_SLURM_CLUSTER cluster name (default tleg)
+#   TLEG_SLURM_NODES   N when --nodes is not given (default 1)
 #   TLEG_SLURM_DBD=0   run without slurmdbd/MariaDB (faster, but sacct does not work
 #                      and submitit cannot see the state of finished jobs)
 #
@@ -19,6 +25,7 @@
 # (sbatch, srun, sacct, submitit) finds them without SLURM_CONF. An existing
 # slurm.conf that this script did not write is never overwritten.
 set -euo pipefail
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
 STATE=${TLEG_SLURM_STATE:-/var/lib/tleg-slurm}
 LOGS=${TLEG_SLURM_LOGS:-/var/log/tleg-slurm}
@@ -38,6 +45,9 @@ die() { log "error: $*"; exit 1; }
 need_root() {
     [[ $(id -u) == 0 ]] || die "must run as root (it installs packages and starts system daemons)"
 }
+
+# shellcheck source=slurm/local-nodes.sh
+source "$HERE/local-nodes.sh"
 
 # ---------------------------------------------------------------- processes
 running() {  # pid -> 0 if it runs; read from /proc (not kill -0) so that status works
@@ -97,33 +107,45 @@ install_missing() {
 }
 
 # ---------------------------------------------------------------- configs
-node_line() {
-    # `slurmd -C` prints the real hardware ("NodeName=vm CPUs=2 ... RealMemory=..."); the
-    # address is pinned to loopback so that the node never depends on DNS.
-    slurmd -C | head -1 | sed -e "s/^NodeName=\([^ ]*\)/NodeName=\1 NodeAddr=127.0.0.1/"
+node_lines() {  # N -> the NodeName lines
+    local n=$1
+    if ((n == 1)); then
+        # `slurmd -C` prints the real hardware ("NodeName=vm CPUs=2 ... RealMemory=..."); the
+        # address is pinned to loopback so that the node never depends on DNS.
+        slurmd -C | head -1 | sed -e "s/^NodeName=\([^ ]*\)/NodeName=\1 NodeAddr=127.0.0.1/"
+        return
+    fi
+    local cpus mem i
+    cpus=$(( $(nproc --all) / n )); ((cpus >= 1)) || cpus=1
+    mem=$(( $(slurmd -C | head -1 | sed -e 's/.*RealMemory=\([0-9]*\).*/\1/') / n ))
+    for ((i = 1; i <= n; i++)); do
+        echo "NodeName=$(node_ns "$i") NodeAddr=$(node_addr "$i") CPUs=$cpus RealMemory=$mem"
+    done
 }
 
-slurm_conf() {
-    local host; host=$(hostname -s)
-    local node; node=$(node_line)
+slurm_conf() {  # N
+    local n=$1 host addr=127.0.0.1
+    host=$(hostname -s)
+    ((n == 1)) || addr=$NET_PREFIX.1
     local acct="AccountingStorageType=accounting_storage/none"
     ((USE_DBD)) && acct="AccountingStorageType=accounting_storage/slurmdbd
 AccountingStorageHost=127.0.0.1"
     cat <<EOF
 $MARK
 ClusterName=$CLUSTER
-SlurmctldHost=$host(127.0.0.1)
+SlurmctldHost=$host($addr)
 SlurmUser=root
 AuthType=auth/munge
 # Credentials of a requeued job expire after 10 s instead of the default 120 s;
 # without this a requeued job waits ~150 s before it starts again.
 AuthInfo=cred_expire=10
 StateSaveLocation=$STATE/ctld
-SlurmdSpoolDir=$STATE/slurmd
+# %n: one spool, pid file and log per node (several slurmd share this filesystem)
+SlurmdSpoolDir=$STATE/slurmd/%n
 SlurmctldPidFile=$STATE/slurmctld.pid
-SlurmdPidFile=$STATE/slurmd.pid
+SlurmdPidFile=$STATE/slurmd-%n.pid
 SlurmctldLogFile=$LOGS/slurmctld.log
-SlurmdLogFile=$LOGS/slurmd.log
+SlurmdLogFile=$LOGS/slurmd-%n.log
 # No cgroups in a container: track processes by parent pid, bind nothing.
 ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
@@ -134,11 +156,17 @@ MailProg=/bin/true
 ReturnToService=2
 MinJobAge=300
 KillWait=10
+# A node that stops answering is declared DOWN after 20 s (default 300): its jobs end
+# NODE_FAIL and, when they allow it (--requeue), go back to the queue at once instead of
+# hanging on an srun that waits for the lost node. It returns when its slurmd registers.
+SlurmdTimeout=20
+MessageTimeout=5
+UnkillableStepTimeout=30
 # Schedule at once: the defaults leave seconds-long gaps between array waves.
 SchedulerParameters=batch_sched_delay=0,sched_min_interval=100000,bf_interval=2,sched_interval=5
 $acct
 JobCompType=jobcomp/none
-$node State=UNKNOWN
+$(node_lines "$n" | sed -e 's/$/ State=UNKNOWN/')
 PartitionName=local Nodes=ALL Default=YES MaxTime=INFINITE State=UP OverSubscribe=NO
 EOF
 }
@@ -207,65 +235,113 @@ start_slurmdbd() {
     fi
 }
 
-start_slurm() {
+start_slurm() {  # N
+    local n=$1 i
     if ! pid_alive "$STATE/slurmctld.pid"; then
         slurmctld
         wait_for 30 "slurmctld" scontrol ping
         log "slurmctld up"
     fi
-    if ! pid_alive "$STATE/slurmd.pid"; then
-        slurmd
-        log "slurmd up"
+    if ((n == 1)); then
+        if ! pid_alive "$STATE/slurmd-$(host_node).pid"; then slurmd; log "slurmd up"; fi
+        return
     fi
+    for ((i = 1; i <= n; i++)); do
+        if ! pid_alive "$STATE/slurmd-$(node_ns "$i").pid"; then
+            start_node_slurmd "$i"
+            log "slurmd $(node_ns "$i") up at $(node_addr "$i")"
+        fi
+    done
 }
 
-node_name() { slurmd -C | head -1 | sed -e 's/^NodeName=\([^ ]*\).*/\1/'; }
+host_node() { slurmd -C | head -1 | sed -e 's/^NodeName=\([^ ]*\).*/\1/'; }
 
-node_ready() {
-    local st; st=$(sinfo -h -n "$(node_name)" -o %T 2>/dev/null) || return 1
-    [[ $st == idle || $st == mixed || $st == allocated || $st == completing ]]
+configured_nodes() { sinfo -h -N -o %N 2>/dev/null | sort -u; }
+
+nodes_ready() {  # N -> 0 when N nodes are up and none is down or draining
+    local states; states=$(sinfo -h -N -o %T 2>/dev/null) || return 1
+    [[ $(wc -l <<<"$states") -eq $1 ]] || return 1
+    ! grep -qvE '^(idle|mixed|allocated|completing)$' <<<"$states"
+}
+
+stop_slurmds() {
+    local f
+    for f in "$STATE"/slurmd-*.pid "$STATE/slurmd.pid"; do
+        [[ -e $f ]] || continue
+        f=${f##*/}; f=${f%.pid}
+        stop_pidfile "$f" "$STATE/$f.pid"
+    done
+}
+
+parse_nodes() {  # args -> NODES
+    NODES=${TLEG_SLURM_NODES:-1}
+    while (($#)); do
+        case $1 in
+            --nodes) NODES=${2:-}; shift 2 || true ;;
+            --nodes=*) NODES=${1#--nodes=}; shift ;;
+            *) die "unknown option $1 (expected --nodes N)" ;;
+        esac
+    done
+    [[ $NODES =~ ^[1-9][0-9]?$ ]] || die "--nodes: expected a number from 1 to 99, got '$NODES'"
 }
 
 start() {
     need_root
+    parse_nodes "$@"
     install_missing
     install -d -m 0755 "$STATE" "$STATE/ctld" "$STATE/slurmd" "$LOGS" "$CONF_DIR"
     local changed=0
-    write_if_changed "$CONF_DIR/slurm.conf" 0644 "$(slurm_conf)" && changed=1
+    write_if_changed "$CONF_DIR/slurm.conf" 0644 "$(slurm_conf "$NODES")" && changed=1
     if ((USE_DBD)); then
         # slurmdbd refuses a config readable by others (it holds the DB password).
         write_if_changed "$CONF_DIR/slurmdbd.conf" 0600 "$(slurmdbd_conf)" || true
     fi
-    if ((changed)) && pid_alive "$STATE/slurmctld.pid"; then
-        log "slurm.conf changed: restarting slurmctld and slurmd"
-        stop_pidfile slurmd "$STATE/slurmd.pid"
+    if ((changed)); then
+        log "slurm.conf changed: restarting slurmctld and slurmd ($NODES node(s))"
+        stop_slurmds
         stop_pidfile slurmctld "$STATE/slurmctld.pid"
     fi
+    if ((NODES == 1)); then net_down; else net_up "$NODES"; fi
+    echo "$NODES" >"$STATE/nodes"
     start_munge
     if ((USE_DBD)); then start_mariadb; start_slurmdbd; fi
-    start_slurm
-    # A node left "down" by an earlier unclean stop would never take jobs.
-    local st; st=$(sinfo -h -n "$(node_name)" -o %T 2>/dev/null || true)
-    if [[ $st == down* || $st == drain* ]]; then
-        scontrol update nodename="$(node_name)" state=resume || true
-    fi
-    wait_for 60 "node $(node_name) to become idle" node_ready
-    log "cluster '$CLUSTER' ready: $(sinfo -h -o '%P %D %T %c CPUs')"
+    start_slurm "$NODES"
+    # A node left "down" by an earlier unclean stop (or a fault test) would never take jobs.
+    local node st
+    for node in $(configured_nodes); do
+        st=$(sinfo -h -n "$node" -o %T 2>/dev/null || true)
+        if [[ $st == down* || $st == drain* ]]; then scontrol update nodename="$node" state=resume || true; fi
+    done
+    wait_for 60 "$NODES node(s) to become idle" nodes_ready "$NODES"
+    log "cluster '$CLUSTER' ready: $(sinfo -h -N -o '%N@%T/%c' | sort -u | tr '\n' ' ')"
 }
 
 stop() {
     need_root
-    stop_pidfile slurmd "$STATE/slurmd.pid"
+    stop_slurmds
     stop_pidfile slurmctld "$STATE/slurmctld.pid"
     stop_pidfile slurmdbd "$STATE/slurmdbd.pid"
     stop_pidfile mariadb $mariadb_pid
     stop_pidfile munged /run/munge/munged.pid
+    net_down
+    rm -f "$STATE/nodes"
+    # The promise of `stop`: nothing of ours is left, checked rather than assumed.
+    local left; left="$(our_namespaces) $(ip -o link show 2>/dev/null | grep -oE 'tleg-(v[0-9]+|br0)' || true)"
+    left=${left// /}
+    [[ -z $left ]] || die "stop left behind: $left"
+    ! grep -qF "$HOSTS_MARK" /etc/hosts || die "stop left node names in /etc/hosts"
+    log "stopped; no namespace, link, bridge or /etc/hosts line of ours is left"
 }
 
 status() {
-    local rc=0 name pidfile
-    for pair in "munged:/run/munge/munged.pid" "mariadb:$mariadb_pid" "slurmdbd:$STATE/slurmdbd.pid" \
-                "slurmctld:$STATE/slurmctld.pid" "slurmd:$STATE/slurmd.pid"; do
+    local rc=0 name pidfile n=1 pairs i
+    [[ -s $STATE/nodes ]] && n=$(cat "$STATE/nodes")
+    pairs=("munged:/run/munge/munged.pid" "mariadb:$mariadb_pid" "slurmdbd:$STATE/slurmdbd.pid"
+           "slurmctld:$STATE/slurmctld.pid")
+    if ((n == 1)); then pairs+=("slurmd:$STATE/slurmd-$(host_node).pid")
+    else for ((i = 1; i <= n; i++)); do pairs+=("slurmd $(node_ns "$i"):$STATE/slurmd-$(node_ns "$i").pid"); done
+    fi
+    for pair in "${pairs[@]}"; do
         name=${pair%%:*}; pidfile=${pair#*:}
         if pid_alive "$pidfile"; then
             echo "$name: running (pid $(cat "$pidfile"))"
@@ -275,13 +351,20 @@ status() {
             echo "$name: stopped"; rc=1
         fi
     done
+    local spaces; spaces=$(our_namespaces | tr '\n' ' ')
+    [[ -z $spaces ]] || echo "namespaces: $spaces(bridge $BRIDGE $NET_PREFIX.1/24)"
     if ((rc == 0)); then sinfo -N -o '%N %T %c %m' 2>/dev/null || rc=1; fi
     return $rc
 }
 
-case ${1:-} in
-    start) start ;;
+cmd=${1:-}
+(($#)) && shift
+case $cmd in
+    start) start "$@" ;;
     stop) stop ;;
     status) status ;;
-    *) echo "usage: $0 start|stop|status" >&2; exit 2 ;;
+    node-kill) need_root; node_kill "${1:?node-kill NODE}" ;;
+    link-down) need_root; link_set "${1:?link-down NODE}" down ;;
+    link-up) need_root; link_set "${1:?link-up NODE}" up ;;
+    *) echo "usage: $0 start [--nodes N] | status | stop | node-kill NODE | link-down NODE | link-up NODE" >&2; exit 2 ;;
 esac

@@ -26,3 +26,29 @@ def test_user_errors_keep_their_builtin_base(cls, builtin):
     assert isinstance(err, UserError) and isinstance(err, builtin)
     assert str(err) == "culprit"
 
+
+
+# What gloo raised on this machine when a peer's node was killed, and when its link was cut.
+GLOO_CLOSED = ("[/__w/pytorch/pytorch/third_party/gloo/gloo/transport/tcp/pair.cc:561] Connection closed by peer "
+               "[127.0.0.1]:56973. This is typically caused by a remote worker crashing. Check the logs of the "
+               "remote worker before reporting an error. GLHF!")
+GLOO_TIMEOUT = ("[/__w/pytorch/pytorch/third_party/gloo/gloo/transport/tcp/unbound_buffer.cc:78] Timed out waiting "
+                "20000ms for recv operation to complete")
+
+
+def test_a_lost_peer_becomes_one_line_naming_it():
+    from tleg_dist.training.distributed import peer_failure
+
+    closed = peer_failure(RuntimeError(GLOO_CLOSED))
+    assert closed.startswith("a collective failed: Connection closed by peer [127.0.0.1]:56973 (peer ")
+    assert "\n" not in closed and "GLHF" not in closed and "pair.cc" not in closed
+    assert "resume with --resume auto" in closed
+    timeout = peer_failure(RuntimeError(GLOO_TIMEOUT))
+    assert "Timed out waiting 20000ms" in timeout and "a peer rank or the network" in timeout
+
+
+def test_other_errors_are_not_mistaken_for_a_lost_peer():
+    from tleg_dist.training.distributed import peer_failure
+
+    assert peer_failure(RuntimeError("mat1 and mat2 shapes cannot be multiplied")) is None
+    assert peer_failure(ValueError("timed out")) is None  # not raised by a collective

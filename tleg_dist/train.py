@@ -8,13 +8,16 @@
     # multi-node: sbatch slurm/learngene.sh
 Overrides: trailing key.sub=value pairs, e.g. train.epochs=3 model.depth=4.
 Resume: --resume auto continues from the newest complete checkpoint in output_dir.
-Errors about inputs and outputs print one line naming the culprit (exit 1); TLEG_TRACEBACK=1 shows the traceback.
+Errors about inputs and outputs print one line naming the culprit (exit 1); so does a peer rank,
+host or network that stopped answering in a collective (exit 3: resumable); TLEG_TRACEBACK=1
+shows the traceback.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import socket
 import sys
 from pathlib import Path
 
@@ -34,8 +37,21 @@ def parse_args(argv=None) -> argparse.Namespace:
     return p.parse_intermixed_args(argv)  # overrides may come before or after options
 
 
+EXIT_PEER_LOST = 3  # learngene.sh requeues the job on it
+
+
+def _fail(kind: str, message: str, code: int) -> int:
+    # These name their culprit; a traceback would only bury that line. TLEG_TRACEBACK=1 shows it.
+    where = os.environ.get("RANK", "0")
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        where += f" on {socket.gethostname()}"
+    print(f"[rank {where}] error: {kind}: {message}", file=sys.stderr, flush=True)
+    return code
+
+
 def main(argv=None) -> int:
     from tleg_dist import config
+    from tleg_dist.training.distributed import peer_failure
     from tleg_dist.training.trainer import train
     from tleg_dist.utils.errors import UserError
 
@@ -51,11 +67,14 @@ def main(argv=None) -> int:
     try:
         train(cfg, resume=args.resume)
     except UserError as e:
-        # These name their culprit; a traceback would only bury that line. TLEG_TRACEBACK=1 shows it.
         if os.environ.get("TLEG_TRACEBACK") == "1":
             raise
-        print(f"[rank {os.environ.get('RANK', '0')}] error: {type(e).__name__}: {e}", file=sys.stderr, flush=True)
-        return 1
+        return _fail(type(e).__name__, str(e), 1)
+    except Exception as e:
+        line = peer_failure(e)
+        if line is None or os.environ.get("TLEG_TRACEBACK") == "1":
+            raise
+        return _fail("PeerLost", line, EXIT_PEER_LOST)
     return 0
 
 

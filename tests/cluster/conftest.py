@@ -1,6 +1,6 @@
 """Fixtures for the tests against the real local Slurm (slurm/local-cluster.sh).
 
-The cluster is started once per session; it needs root (it starts system daemons) and
+The cluster (two nodes) is started once per session; it needs root (it starts system daemons) and
 the tests skip, saying so, only when that is missing. Everything else is a failure.
 """
 
@@ -18,15 +18,18 @@ def slurm_cluster():
     if os.geteuid() != 0:
         pytest.skip("the local Slurm cluster needs root: slurm/local-cluster.sh starts munge, MariaDB and "
                     "the Slurm daemons (run the cluster tests as root, e.g. in CI)")
-    r = subprocess.run(["bash", str(REPO / "slurm" / "local-cluster.sh"), "start"], capture_output=True,
-                       text=True, timeout=600)
+    # Two slurmd "hosts" in network namespaces (198.18.0.11-12), one core each: every job of
+    # more than one task spans both, as it would on a real cluster.
+    r = subprocess.run(["bash", str(REPO / "slurm" / "local-cluster.sh"), "start", "--nodes", "2"],
+                       capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, f"slurm/local-cluster.sh start failed:\n{r.stdout}\n{r.stderr}"
     return True
 
 
 @pytest.fixture(scope="session")
 def tiny_learngene(slurm_cluster, tmp_path_factory):
-    """`sbatch slurm/learngene.sh` with the tiny CPU recipe on 2 tasks; shared by the sweep tests."""
+    """`sbatch slurm/learngene.sh` with the tiny CPU recipe, one rank on each of the 2 nodes;
+    the uninterrupted reference of the fault tests, and the learngene of the sweep tests."""
     root = tmp_path_factory.mktemp("learngene_runs")
     job = sbatch_learngene(root, LEARNGENE_OVERRIDES)
     state = wait_job_end(job)

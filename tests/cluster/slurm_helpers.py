@@ -11,8 +11,12 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 PYTHON = sys.executable
+CLUSTER_SH = REPO / "slurm" / "local-cluster.sh"
+NODES = {"tleg-n1": "198.18.0.11", "tleg-n2": "198.18.0.12"}  # what `local-cluster.sh start --nodes 2` makes
 TINY_LG = "configs/cpu/tiny_learngene.yaml"
 LEARNGENE_OVERRIDES = ["train.epochs=4"]  # 32 steps on 2 ranks: long enough to preempt mid-run
+# ZeRO-2: each rank writes its own optimizer shard, so a checkpoint needs every node to save.
+LEARNGENE_DS = "configs/ds/zero2.json"
 
 
 def job_env(**extra) -> dict:
@@ -65,11 +69,12 @@ def train_steps_logged(run_dir: Path) -> int:
 
 
 def sbatch_learngene(runs_root: Path, overrides=(), **env) -> str:
-    cmd = ["sbatch", "--parsable", "--nodes=1", "--ntasks-per-node=2", "--gpus-per-node=0", "--cpus-per-task=1",
+    """The tiny learngene recipe as a 2-node job, one rank per node."""
+    cmd = ["sbatch", "--parsable", "--nodes=2", "--ntasks-per-node=1", "--gpus-per-node=0", "--cpus-per-task=1",
            f"--output={runs_root}/slurm-%j.out", "slurm/learngene.sh", TINY_LG, *overrides]
     runs_root.mkdir(parents=True, exist_ok=True)
-    r = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True,
-                       env=job_env(TLEG_PYTHON=PYTHON, TLEG_RUNS_ROOT=str(runs_root), **env))
+    env = {"TLEG_PYTHON": PYTHON, "TLEG_RUNS_ROOT": str(runs_root), "TLEG_DS_CONFIG": LEARNGENE_DS, **env}
+    r = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, env=job_env(**env))
     assert r.returncode == 0, f"sbatch failed: {r.stderr}"
     return r.stdout.strip().split(";")[0]
 
@@ -79,3 +84,27 @@ def run_sweep_cli(*args, timeout: float = 600) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, env=job_env(), timeout=timeout)
 
 
+
+
+def cluster(*args: str, timeout: float = 300) -> str:
+    """slurm/local-cluster.sh ARGS (start --nodes 2, node-kill NODE, link-down NODE, ...)."""
+    r = subprocess.run(["bash", str(CLUSTER_SH), *args], capture_output=True, text=True, timeout=timeout)
+    assert r.returncode == 0, f"local-cluster.sh {' '.join(args)} failed:\n{r.stdout}\n{r.stderr}"
+    return r.stdout + r.stderr
+
+
+def node_peers(node: str) -> set[str]:
+    """Remote addresses of the established TCP connections of python processes on `node`,
+    read inside its network namespace."""
+    out = subprocess.run(["nsenter", f"--net=/var/run/netns/{node}", "ss", "-tnpH", "state", "established"],
+                         capture_output=True, text=True, check=True).stdout
+    peers = set()
+    for line in out.splitlines():
+        if '"python' in line:
+            remote = line.split()[3]  # Recv-Q Send-Q Local Peer Process
+            peers.add(remote.rsplit(":", 1)[0].strip("[]").removeprefix("::ffff:"))
+    return peers
+
+
+def log_since(path: Path, offset: int = 0) -> str:
+    return path.read_text()[offset:] if path.exists() else ""

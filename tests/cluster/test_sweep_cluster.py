@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -69,6 +70,25 @@ def test_cluster_sweep_runs_one_array_task_per_depth(cluster_sweep):
         assert f"depth {d}: done" in r.stdout
 
 
+def test_cluster_sweep_runs_depths_on_different_nodes_at_once(cluster_sweep):
+    """array_parallelism 2 on two 1-core nodes: the first two depths run side by side, one per node."""
+    out, r = cluster_sweep
+    assert r.returncode == 0, r.stdout + r.stderr
+    jobs = json.loads((out / "jobs.json").read_text())
+    spans = {}
+    for d in DEPTHS:
+        job = jobs[str(d)]["job_id"]
+        rows = subprocess.run(["sacct", "-n", "-X", "-P", "-j", job, "-o", "NodeList,Start,End", "-s", "CD"],
+                              capture_output=True, text=True, check=True).stdout.split()
+        node, start, end = rows[-1].split("|")
+        spans[d] = (node, datetime.fromisoformat(start), datetime.fromisoformat(end))
+    print("array tasks (node, start, end):", spans)
+    overlapping = [(a, b) for a in DEPTHS for b in DEPTHS if a < b
+                   and spans[a][0] != spans[b][0] and spans[a][1] < spans[b][2] and spans[b][1] < spans[a][2]]
+    assert {s[0] for s in spans.values()} == {"tleg-n1", "tleg-n2"}, spans
+    assert overlapping, f"no two depths ran on different nodes at the same time: {spans}"
+
+
 def test_rerun_skips_finished_depths(cluster_sweep, tiny_learngene):
     out, first = cluster_sweep
     assert first.returncode == 0, first.stdout + first.stderr
@@ -95,8 +115,9 @@ def test_preempted_two_task_job_resumes_and_matches_uninterrupted_run(tiny_learn
     lg = _learngene(tiny_learngene)
     long = ["train.epochs=8"]  # 64 steps on two ranks: room for two interruptions
     two_tasks = "resources.tasks_per_job=2"  # one job = 2 DeepSpeed ranks (Slurm tasks / local processes)
+    two_nodes = "resources.nodes=2"  # on the cluster, one rank on each node
     out = tmp_path / "preempted"
-    r = run_sweep_cli(*_args(lg, out, [3], long), two_tasks, "--cluster", "--no-wait")
+    r = run_sweep_cli(*_args(lg, out, [3], long), two_tasks, two_nodes, "--cluster", "--no-wait")
     assert r.returncode == 0, r.stdout + r.stderr
     job = json.loads((out / "jobs.json").read_text())["3"]["job_id"]
     run = out / "runs" / "depth_003"
@@ -110,7 +131,7 @@ def test_preempted_two_task_job_resumes_and_matches_uninterrupted_run(tiny_learn
     subprocess.run(["scancel", "--signal=USR2", job], check=True)
 
     # A second launch follows the job (no resubmission) and collects it.
-    r = run_sweep_cli(*_args(lg, out, [3], long), two_tasks, "--cluster")
+    r = run_sweep_cli(*_args(lg, out, [3], long), two_tasks, two_nodes, "--cluster")
     assert r.returncode == 0, r.stdout + r.stderr
     assert f"following job {job}" in r.stdout
     assert wait_job_end(job) == "COMPLETED"
