@@ -58,11 +58,13 @@ def _metrics(summary: dict) -> dict:
     return {k: round(v, 4) if isinstance(v, float) else v for k, v in summary.items() if k in METRICS}
 
 
-def _render(name: str, description: str, details: dict, usage: str, run_config: dict | None) -> str:
+def _render(name: str, description: str, details: dict, usage: str, run_config: dict | None,
+            library: str = "timm") -> str:
     from timm.models._hub import generate_readme
 
     card = {"description": description, "details": {k: v for k, v in details.items() if v not in (None, {})},
-            "usage": usage, "citation": CITATION, "tags": ["image-classification", "timm", "tleg-dist", "learngene"]}
+            "usage": usage, "citation": CITATION, "library_name": library,
+            "tags": ["image-classification", "timm", "tleg-dist", "learngene"]}
     text = generate_readme(card, name)
     if run_config:  # the whole resolved recipe: the run can be repeated from the card alone
         text += ("\n## Training recipe\n\nThe resolved config of the run (`config.yaml` in its run folder):\n\n"
@@ -104,4 +106,5 @@ def learngene_card(config: dict, *, run_config: dict | None = None, summary: dic
              'lg = tleg_dist.load_learngene("local-dir:PATH/TO/THIS/FOLDER")   # or the .safetensors file\n'
              "print(lg.arch, lg.aux_depth)\n```\n\nExpand it into timm model folders of any depth:\n\n"
              "```bash\npython -m tleg_dist.convert expand PATH/TO/THIS/FOLDER --depths 3 6 12 --out des/\n```\n")
-    return _render("TLEG learngene", description, details, usage, run_config)
+    # Not loadable by timm itself: the hub metadata must not say library_name: timm.
+    return _render("TLEG learngene", description, details, usage, run_config, library="tleg-dist")

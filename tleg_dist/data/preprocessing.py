@@ -18,9 +18,16 @@ def _fields(interpolation: str, crop_pct: float, mean, std, in_chans: int) -> di
                 mean=[float(m) for m in mean[:in_chans]], std=[float(s) for s in std[:in_chans]])
 
 
+# The DataConfig fields the eval transform depends on: a checkpoint's recorded config may hold
+# keys this version no longer knows, which must not stop its export.
+_FIELDS = ("format", "mean", "std", "train_path", "val_path")
+
+
 def eval_preprocessing(data: DataConfig | dict | None, in_chans: int) -> dict:
-    """interpolation, crop_pct, crop_mode, mean and std of the eval transform for `data` (a section or its dict)."""
-    cfg = data if isinstance(data, DataConfig) else DataConfig.model_validate(data or {"format": "imagefolder"})
+    """interpolation, crop_pct, crop_mode, mean and std of the eval transform for `data` (a section or its
+    dict; None: an image folder with the default statistics)."""
+    cfg = data if isinstance(data, DataConfig) else DataConfig.model_validate(
+        {k: v for k, v in (data or {"format": "imagefolder"}).items() if k in _FIELDS})
     if cfg.format == "fashion_mnist":  # whole 28x28 images, bilinear resize, one grey statistic
         return _fields("bilinear", 1.0, [FASHION_MNIST_MEAN] * 3, [FASHION_MNIST_STD] * 3, in_chans)
     if cfg.format == "imagefolder":
