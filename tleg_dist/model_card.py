@@ -39,7 +39,7 @@ def learngene_source(path) -> dict | None:
     """What a card says about the learngene a Des-Net came from (None: not learngene-initialised)."""
     if path is None:
         return None
-    path = Path(learngene_file.weights_path(path))
+    path = learngene_file.weights_path(path)
     if not path.is_file():
         return {"file": str(path), "sha256": "unknown (file not found at export time)"}
     meta = learngene_file.read_metadata(path)

@@ -21,14 +21,13 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
+from tleg_dist.models.arch import SIZES
 from tleg_dist.utils.atomic import atomic_path, check_output
 from tleg_dist.utils.errors import UserError
 
 WEIGHTS, CONFIG, CARD = "model.safetensors", "config.json", "README.md"  # timm's local-dir/Hub names
 FORMAT, FORMAT_VERSION = "tleg-export", "1"
 LOCAL_DIR = "local-dir:"  # timm's prefix for a folder on disk
-# The timm entry points by width, for the config's `architecture`: model_args override all their fields.
-_WIDTHS = {192: "vit_tiny_patch16_224", 384: "vit_small_patch16_224", 768: "vit_base_patch16_224"}
 
 
 class ModelFolderError(ValueError, UserError):
@@ -37,7 +36,10 @@ class ModelFolderError(ValueError, UserError):
 
 def timm_architecture(embed_dim: int) -> str:
     """The timm ViT of the same width (a name only: model_args spell out every argument)."""
-    return _WIDTHS.get(embed_dim, "vit_small_patch16_224")
+    for name in ("tiny", "small", "base"):
+        if embed_dim == SIZES[name]["embed_dim"]:
+            return f"vit_{name}_patch16_224"
+    return "vit_small_patch16_224"
 
 
 def _skeleton(model_args: dict, preprocessing: dict):
