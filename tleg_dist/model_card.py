@@ -8,7 +8,6 @@ Every field is optional: `convert expand` knows no recipe, an old checkpoint no 
 from __future__ import annotations
 
 import hashlib
-from pathlib import Path
 
 import yaml
 
