@@ -40,6 +40,11 @@ def error_of(raw: dict, **kw) -> str:
     ({"model": {"size": "huge"}}, "model.size", "unknown size"),
     ({"stage": "finetune", "model": {"init": "learngene"}}, "model.learngene", "needs"),
     ({"stage": "finetune", "model": {"init": "truncated"}}, "model.pretrained", "needs"),
+    ({"data": {"format": "imagefolder", "mean": [0.5]}}, "data.mean and data.std", "together"),
+    ({"data": {"format": "imagefolder", "mean": [0.5, 0.5], "std": [1, 1]}}, "data.mean/std", "1 or 3"),
+    ({"data": {"format": "imagefolder", "mean": [0.5], "std": [0]}}, "data.mean/std", "std > 0"),
+    ({"data": {"format": "imagefolder", "mean": [0.5] * 4, "std": [1] * 4}}, "data.mean", "at most 3"),
+    ({"data": {"mean": [0.5], "std": [0.2]}}, "data.mean/std", "imagefolder only"),
 ])
 def test_error_names_dotted_key(raw, key, words):
     msg = error_of(raw)

@@ -1,4 +1,4 @@
-"""`convert export`: fine-tuned Des-Net checkpoints -> timm folders that load strictly
+"""`convert export`: fine-tuned Des-Net checkpoints -> timm model folders that load strictly
 and compute what the engine computed; plus the paper-size timm one-liner."""
 
 from __future__ import annotations
@@ -14,8 +14,9 @@ from test_convert_ckpts import CASES, STEPS, ckpts, tag, trainer_runs  # noqa: F
 from test_convert_learngene import assert_fails
 from timm.models.vision_transformer import VisionTransformer
 
-from tleg_dist.convert import load_timm, main
-from tleg_dist.convert.export import write_export
+from tleg_dist import model_folder
+from tleg_dist.convert import main
+from tleg_dist.data.preprocessing import eval_preprocessing
 from tleg_dist.models.arch import ViTArch
 
 pytestmark = pytest.mark.slow  # real multi-process DeepSpeed runs (shared, once per session)
@@ -36,8 +37,9 @@ def test_export_loads_strictly_and_matches_engine(ckpts, tmp_path, name):
     assert cfg["pretrained_cfg"]["input_size"] == [1, 8, 8] and cfg["num_classes"] == 5
     assert cfg["tleg"]["source_tag"] == tag(STEPS) and cfg["tleg"]["depth"] == cfg["model_args"]["depth"]
     overlay = dict(file=str(out / "model.safetensors"), **cfg["pretrained_cfg"])
+    assert "Exported from checkpoint" in (out / "README.md").read_text()
     models = {
-        "load_timm": load_timm(out),
+        "model_folder.load": model_folder.load(out),
         "timm local-dir": timm.create_model(f"local-dir:{out}", pretrained=True),
         "timm overlay": timm.create_model(cfg["architecture"], pretrained=True, pretrained_cfg_overlay=overlay,
                                           **cfg["model_args"]),
@@ -48,15 +50,20 @@ def test_export_loads_strictly_and_matches_engine(ckpts, tmp_path, name):
 
 
 def test_real_trainer_checkpoint_exports_the_trainers_final_model(trainer_runs, tmp_path):
+    """The converter's folder from the last checkpoint = the trainer's own RUN/model folder."""
     run = trainer_runs / "finetune"
     assert main(["export", str(run), "--out", str(tmp_path / "exp")]) == 0
-    final = load_file(str(run / "final.safetensors"))
-    assert json.loads((tmp_path / "exp" / "config.json").read_text())["model_args"] == json.loads(
-        (run / "final.json").read_text())
-    state = load_timm(tmp_path / "exp").state_dict()
+    final = load_file(str(run / "model" / "model.safetensors"))
+    ours, theirs = (json.loads((d / "config.json").read_text()) for d in (tmp_path / "exp", run / "model"))
+    assert ours["model_args"] == theirs["model_args"] and ours["pretrained_cfg"] == theirs["pretrained_cfg"]
+    state = model_folder.load(tmp_path / "exp").state_dict()
     assert state.keys() == final.keys()
     for k, v in final.items():
         assert torch.equal(state[k], v), k
+    # The deprecated pair still works: the same file under its old name, and the constructor arguments.
+    assert (run / "final.safetensors").samefile(run / "model" / "model.safetensors")
+    old = VisionTransformer(**json.loads((run / "final.json").read_text()))
+    old.load_state_dict(load_file(str(run / "final.safetensors")), strict=True)
 
 
 def test_paper_size_loads_with_the_timm_one_liner(tmp_path):
@@ -64,13 +71,14 @@ def test_paper_size_loads_with_the_timm_one_liner(tmp_path):
     kwargs = ViTArch.from_size("small").timm_kwargs(2)
     torch.manual_seed(0)
     model = VisionTransformer(**kwargs).eval()
-    write_export(model.state_dict(), kwargs, tmp_path / "vit_s")
+    model_folder.write(tmp_path / "vit_s", model.state_dict(), kwargs, card="",
+                       preprocessing=eval_preprocessing({"format": "imagefolder"}, 3))
     loaded = timm.create_model("vit_small_patch16_224", pretrained=True, **kwargs,
                                pretrained_cfg_overlay=dict(file=str(tmp_path / "vit_s" / "model.safetensors")))
     x = torch.randn(1, 3, 224, 224)
     with torch.no_grad():
         torch.testing.assert_close(loaded.eval()(x), model(x), atol=1e-5, rtol=0)
-        torch.testing.assert_close(load_timm(tmp_path / "vit_s")(x), model(x), atol=1e-5, rtol=0)
+        torch.testing.assert_close(model_folder.load(tmp_path / "vit_s")(x), model(x), atol=1e-5, rtol=0)
     assert json.loads((tmp_path / "vit_s" / "config.json").read_text())["architecture"] == "vit_small_patch16_224"
 
 
@@ -99,4 +107,4 @@ def test_export_refuses_to_overwrite(ckpts, tmp_path, capsys):
     assert "--force" in capsys.readouterr().err and (out / "config.json").read_text() == "{}"
     assert not (out / "model.safetensors").exists()
     assert main(["export", str(ckpts / "des_z2_r1" / "checkpoints"), "--out", str(out), "--force"]) == 0
-    load_timm(out)
+    model_folder.load(out)

@@ -6,11 +6,11 @@ import json
 
 import pytest
 import torch
+from safetensors.torch import save_file
 from timm.models.vision_transformer import VisionTransformer
 
 from tleg_dist import learngene_file
 from tleg_dist.convert import main, storage
-from tleg_dist.convert.export import write_export
 from tleg_dist.convert.inspect import describe
 from tleg_dist.models.arch import ViTArch
 from tleg_dist.models.aux_net import AuxNet
@@ -75,15 +75,19 @@ def test_inspect_learngene(toy_arch, tmp_path, capsys, seeded):
 def test_inspect_des_net_export_and_checkpoint(toy_arch, tmp_path, seeded):
     lg = tmp_path / "lg.safetensors"
     learngene_file.save(lg, aux_to_file(AuxNet(toy_arch, 3).state_dict()), toy_arch, 3)
-    des = tmp_path / "des.safetensors"
+    des = tmp_path / "des"
     assert main(["expand", str(lg), "--depth", "5", "--out", str(des)]) == 0
     info = describe(des)
-    assert info["format"] == "tleg-des-net" and info["depth"] == 5
+    assert info["format"] == "tleg-export" and info["architecture"] == "vit_small_patch16_224"
     assert info["params"] == 5 * TOY_BLOCK + TOY_SHARED and info["timm_kwargs"]["depth"] == 5
     kwargs = toy_arch.timm_kwargs(2)
-    write_export(VisionTransformer(**kwargs).state_dict(), kwargs, tmp_path / "exp")
-    info = describe(tmp_path / "exp")
-    assert info["format"] == "tleg-export" and info["params"] == 2 * TOY_BLOCK + TOY_SHARED
+    save_file(VisionTransformer(**kwargs).state_dict(), str(tmp_path / "final.safetensors"))
+    (tmp_path / "final.json").write_text(json.dumps(kwargs))  # a run's deprecated pair
+    info = describe(tmp_path / "final.safetensors")
+    assert info["timm_kwargs"] == kwargs and info["params"] == 2 * TOY_BLOCK + TOY_SHARED
+    lg_dir = tmp_path / "lg_dir"
+    learngene_file.save_folder(lg_dir, learngene_file.load(lg).tensors, toy_arch, 3, card=lambda c: "")
+    assert describe(lg_dir)["format"] == "tleg-learngene" and describe(lg_dir)["aux_depth"] == 3
     tag_dir = tmp_path / "run" / "checkpoints" / "step_00000007"
     tag_dir.mkdir(parents=True)
     (tag_dir / "mp_rank_00_model_states.pt").write_bytes(b"never unpickled by inspect")

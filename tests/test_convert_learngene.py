@@ -54,10 +54,10 @@ def reference(ckpts, name):
 
 
 def des_net_outputs(tmp_path, lg, x, dtype=torch.float32):
-    des = tmp_path / "des.safetensors"
+    des = tmp_path / "des"
     assert main(["expand", str(lg), "--depth", str(AUX_DEPTH), "--out", str(des), "--force"]) == 0
-    model = VisionTransformer(**json.loads(des.with_suffix(".json").read_text()))
-    model.load_state_dict(load_file(str(des)), strict=True)
+    model = VisionTransformer(**json.loads((des / "config.json").read_text())["model_args"])
+    model.load_state_dict(load_file(str(des / "model.safetensors")), strict=True)
     with torch.no_grad():
         return model.to(dtype).eval()(x.to(dtype))
 
@@ -94,13 +94,18 @@ def test_real_trainer_checkpoint_gives_the_trainers_own_learngene(trainer_runs, 
     run = trainer_runs / "learngene"
     info = describe(run)
     assert (info["stage"], info["world_size"], info["zero_stage"]) == ("learngene", 2, 3)
-    lg = tmp_path / "lg.safetensors"
+    lg = tmp_path / "lg"  # no .safetensors suffix: a learngene folder, like the trainer's RUN/learngene/
     assert main(["learngene", str(run), "--out", str(lg)]) == 0
-    mine, theirs = learngene_file.load(lg), learngene_file.load(run / "learngene.safetensors")
+    mine, theirs = learngene_file.load(f"local-dir:{lg}"), learngene_file.load(run / "learngene")
     assert (mine.arch, mine.aux_depth) == (theirs.arch, theirs.aux_depth)
+    assert learngene_file.preprocessing(mine) == learngene_file.preprocessing(theirs) is not None
     assert mine.tensors.keys() == theirs.tensors.keys()
     for k, v in theirs.tensors.items():
         assert torch.equal(mine.tensors[k], v), k
+    assert (run / "learngene.safetensors").samefile(run / "learngene" / "learngene.safetensors")
+    for folder in (lg, run / "learngene"):
+        card = (folder / "README.md").read_text()
+        assert "TLEG learngene" in card and "val_top1" in card and "## Training recipe" in card, folder
 
 
 def test_newest_complete_tag_is_picked(ckpts, tmp_path, capsys):

@@ -155,3 +155,39 @@ def test_existing_output_needs_force(saved, tensors, toy_arch):
     changed = {k: v + 1 for k, v in tensors.items()}
     lf.save(saved, changed, toy_arch, 3, force=True)
     assert torch.equal(lf.load(saved).tensors["pos_embed"], changed["pos_embed"])
+
+
+def test_folder_round_trip_and_its_loader(tmp_path, tensors, toy_arch):
+    """A learngene folder loads from the folder, "local-dir:FOLDER" or its file; config.json = the metadata."""
+    import tleg_dist
+
+    folder = tmp_path / "lg"
+    pre = {"interpolation": "bicubic", "crop_pct": 0.875, "crop_mode": "center", "mean": [0.5], "std": [0.25]}
+    files = lf.save_folder(folder, tensors, toy_arch, 3, extra={lf.PREPROCESSING: json.dumps(pre)},
+                           card=lambda config: f"card of aux depth {config['aux_depth']}")
+    assert sorted(p.name for p in folder.iterdir()) == ["README.md", "config.json", "learngene.safetensors"]
+    assert files[0] == folder / "learngene.safetensors" and (folder / "README.md").read_text() == "card of aux depth 3"
+    config = json.loads((folder / "config.json").read_text())
+    assert config["aux_depth"] == 3 and config["embed_dim"] == 32 and config[lf.PREPROCESSING] == pre
+    assert set(REQUIRED_META) <= set(config)
+    for where in (folder, f"local-dir:{folder}", str(folder / "learngene.safetensors")):
+        lg = tleg_dist.load_learngene(where)
+        assert lg.arch == toy_arch and lg.aux_depth == 3 and lf.preprocessing(lg) == pre
+        assert all(torch.equal(lg.tensors[k], v) for k, v in tensors.items())
+
+
+def test_folder_with_missing_or_disagreeing_config_is_refused(tmp_path, tensors, toy_arch):
+    folder = tmp_path / "lg"
+    lf.save_folder(folder, tensors, toy_arch, 3, card=lambda config: "")
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "aux_depth": 12}))
+    with pytest.raises(lf.LearngeneFileError, match=r"config.json: aux_depth is 12 but learngene.safetensors says 3"):
+        lf.load(folder)
+    (folder / "config.json").write_text("{not json")
+    with pytest.raises(lf.LearngeneFileError, match=r"config.json: not readable JSON"):
+        lf.load(folder)
+    (folder / "config.json").unlink()
+    with pytest.raises(lf.LearngeneFileError, match=r"config.json: missing"):
+        lf.load(f"local-dir:{folder}")
+    with pytest.raises(lf.LearngeneFileError, match=r"empty/learngene.safetensors: no such file"):
+        lf.load((tmp_path / "empty").mkdir() or tmp_path / "empty")

@@ -123,8 +123,26 @@ class DataConfig(Section):
     num_workers: int = Field(0, ge=0)
     synthetic_size: int = Field(512, gt=0)
     on_bad_image: Literal["fail", "skip"] = "fail"
+    # Normalisation statistics on the 0..1 scale, 1 value (grey) or 3 (RGB). Only image folders
+    # take them: the other formats carry their own (Fashion-MNIST's, a .beton's sidecar).
+    mean: Optional[list[float]] = Field(None, min_length=1, max_length=3,
+                                        description="imagefolder: per-channel mean (default ImageNet's)")
+    std: Optional[list[float]] = Field(None, min_length=1, max_length=3,
+                                       description="imagefolder: per-channel std (default ImageNet's)")
     aug: AugConfig = AugConfig()
     ffcv: FFCVConfig = FFCVConfig()
+
+    @model_validator(mode="after")
+    def _check_stats(self):
+        if (self.mean is None) != (self.std is None):
+            raise ValueError("data.mean and data.std are set together (or neither)")
+        if self.mean is not None:
+            if self.format != "imagefolder":
+                raise ValueError(f"data.mean/std apply to data.format=imagefolder only, not {self.format}")
+            if len(self.mean) == 2 or len(self.std) != len(self.mean) or min(self.std) <= 0:
+                raise ValueError(f"data.mean/std need 1 or 3 values each, as many for both, and std > 0 "
+                                 f"(got {self.mean}, {self.std})")
+        return self
 
 
 class TeacherConfig(Section):

@@ -1,7 +1,12 @@
-"""The learngene file: a public, self-describing safetensors format.
+"""The learngene file: a public, self-describing safetensors format, alone or in a folder.
 
 Tensors: `learngene.<block param>.theta_a|theta_b` and the shared tensors under timm
-names. Metadata (all strings): format, format_version and the architecture.
+names. Metadata (all strings): format, format_version, aux_depth and the architecture;
+optionally `preprocessing` (the eval preprocessing of the data it was trained on, JSON).
+
+A learngene folder (for sharing, like a timm model folder) holds `learngene.safetensors`,
+`config.json` (the same metadata as JSON values) and a README.md card. `load` takes the
+file, the folder or "local-dir:FOLDER" (`tleg_dist.load_learngene` is `load`).
 """
 
 from __future__ import annotations
@@ -9,11 +14,13 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
+from tleg_dist.model_folder import CARD, CONFIG, folder_of
 from tleg_dist.models.arch import ViTArch
 from tleg_dist.models.keys import SHARED_FILE_KEYS, file_key
 from tleg_dist.models.learngene import block_param_shapes
@@ -23,6 +30,9 @@ from tleg_dist.utils.errors import UserError
 FORMAT = "tleg-learngene"
 FORMAT_VERSION = "1"
 ARCH_FIELDS = ("embed_dim", "num_heads", "mlp_ratio", "patch_size", "img_size", "in_chans", "num_classes", "qkv_bias")
+PREPROCESSING = "preprocessing"  # optional metadata key: timm pretrained_cfg fields of the eval transform, JSON
+FOLDER_WEIGHTS = "learngene.safetensors"
+_JSON_KEYS = (*ARCH_FIELDS, "aux_depth", PREPROCESSING)  # JSON-encoded in the file's string metadata
 
 
 class LearngeneFileError(ValueError, UserError):
@@ -81,9 +91,55 @@ def save(path, tensors: dict[str, torch.Tensor], arch: ViTArch, aux_depth: int, 
     validate(tensors, arch, str(path))
     path = check_output(path, force)
     with atomic_path(path) as tmp:
-        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp),
-                  metadata=metadata(arch, aux_depth, extra))
+        _write(tmp, tensors, arch, aux_depth, extra)
     return path
+
+
+def _write(path, tensors, arch: ViTArch, aux_depth: int, extra: dict[str, str] | None) -> None:
+    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(path),
+              metadata=metadata(arch, aux_depth, extra))
+
+
+def folder_config(meta: dict[str, str]) -> dict:
+    """config.json of a learngene folder: the file's metadata, JSON values decoded."""
+    return {k: json.loads(v) if k in _JSON_KEYS else v for k, v in meta.items()}
+
+
+def save_folder(folder, tensors: dict[str, torch.Tensor], arch: ViTArch, aux_depth: int, *,
+                card: Callable[[dict], str], force: bool = False, extra: dict[str, str] | None = None) -> list[Path]:
+    """FOLDER/{learngene.safetensors, config.json, README.md}; `card(config)` renders the README. All or nothing."""
+    folder = Path(folder)
+    validate(tensors, arch, str(folder / FOLDER_WEIGHTS))
+    paths = [check_output(folder / name, force) for name in (FOLDER_WEIGHTS, CONFIG, CARD)]
+    config = folder_config(metadata(arch, aux_depth, extra))
+    with atomic_path(paths[0]) as tw, atomic_path(paths[1]) as tc, atomic_path(paths[2]) as tr:
+        _write(tw, tensors, arch, aux_depth, extra)
+        tc.write_text(json.dumps(config, indent=1) + "\n")
+        tr.write_text(card(config))
+    return paths
+
+
+def weights_path(path) -> Path:
+    """The learngene file of a path: itself, or FOLDER/learngene.safetensors for a folder or "local-dir:FOLDER"."""
+    path = folder_of(path)
+    return path / FOLDER_WEIGHTS if path.is_dir() else path
+
+
+def _check_folder_config(folder: Path, meta: dict[str, str]) -> None:
+    """A folder's config.json must be there and agree with its file: a hand-edited one would mislead readers."""
+    f = folder / CONFIG
+    try:
+        config = json.loads(f.read_text())
+    except FileNotFoundError:
+        raise LearngeneFileError(f"{f}: missing; a learngene folder holds {CONFIG} beside {FOLDER_WEIGHTS}") from None
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise LearngeneFileError(f"{f}: not readable JSON ({e})") from None
+    want = folder_config(meta)
+    bad = [k for k in ("format", "format_version", "aux_depth", *ARCH_FIELDS)
+           if not isinstance(config, dict) or config.get(k) != want.get(k)]
+    if bad:
+        got = config.get(bad[0]) if isinstance(config, dict) else config
+        raise LearngeneFileError(f"{f}: {bad[0]} is {got!r} but {FOLDER_WEIGHTS} says {want.get(bad[0])!r}")
 
 
 def read_metadata(path) -> dict[str, str]:
@@ -110,9 +166,12 @@ def arch_from_metadata(meta: dict[str, str], where: str) -> tuple[ViTArch, int]:
 
 
 def load(path) -> LearngeneFile:
-    path = Path(path)
+    """A learngene from its file, its folder or "local-dir:FOLDER"."""
+    given, path = folder_of(path), weights_path(path)
     meta = read_metadata(path)
     arch, aux_depth = arch_from_metadata(meta, str(path))
+    if given.is_dir():
+        _check_folder_config(given, meta)
     try:
         with safe_open(str(path), framework="pt") as f:
             tensors = {k: f.get_tensor(k) for k in f.keys()}
@@ -121,3 +180,8 @@ def load(path) -> LearngeneFile:
     validate(tensors, arch, str(path))
     extra = {k: v for k, v in meta.items() if k not in ARCH_FIELDS and k not in ("format", "format_version", "aux_depth")}
     return LearngeneFile(arch, aux_depth, tensors, extra)
+
+
+def preprocessing(lg: LearngeneFile) -> dict | None:
+    """The eval preprocessing a learngene was trained with (timm pretrained_cfg fields), if it says."""
+    return json.loads(lg.extra[PREPROCESSING]) if PREPROCESSING in lg.extra else None

@@ -1,13 +1,15 @@
 """`python -m tleg_dist.convert` (also `tleg-convert`): DeepSpeed checkpoints -> learngenes -> timm models.
 
     learngene CKPT_DIR --out LG.safetensors [--tag T] [--dtype fp32|bf16]   Aux-Net checkpoint -> learngene
-    expand LG.safetensors --depth L --out OUT.safetensors                   learngene -> Des-Net (+ OUT.json)
-    expand LG.safetensors --depths 3 4 6 12 --out DIR                       several depths at once
+    learngene CKPT_DIR --out LG_DIR                                         ... as a learngene folder (+ card)
+    expand LG --depth L --out DIR                                           learngene -> Des-Net timm folder
+    expand LG --depths 3 4 6 12 --out DIR                                   DIR/des_depth<L>/ for each depth
     export CKPT_DIR --out DIR                                               fine-tuned Des-Net -> timm folder
     inspect FILE|DIR [--depths ...]                                         what it is, params, size, storage
 
 Bad input ends with one line naming the file and exit status 1; outputs are written
-atomically, so a failed command leaves nothing behind. Formats: docs/formats.md.
+atomically, so a failed command leaves nothing behind. Formats: docs/formats.md. A timm
+model folder loads with `timm.create_model("local-dir:DIR", pretrained=True)`.
 """
 
 from __future__ import annotations
@@ -17,14 +19,7 @@ import sys
 
 from tleg_dist.convert.errors import USER_ERRORS, ConvertError
 
-__all__ = ["ConvertError", "load_timm", "main"]
-
-
-def load_timm(path, **overrides):
-    """One line from an `export` folder to a timm VisionTransformer (any size)."""
-    from tleg_dist.convert.export import load_timm as _load
-
-    return _load(path, **overrides)
+__all__ = ["ConvertError", "main"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -7,6 +7,7 @@ rest of the package) into a one-line message and a non-zero exit, never a traceb
 from __future__ import annotations
 
 from tleg_dist.learngene_file import LearngeneFileError
+from tleg_dist.model_folder import ModelFolderError
 from tleg_dist.utils.atomic import OutputExistsError
 
 
@@ -15,4 +16,4 @@ class ConvertError(ValueError):
 
 
 # Everything a command may raise on bad input (anything else is a bug and keeps its traceback).
-USER_ERRORS = (ConvertError, LearngeneFileError, OutputExistsError)
+USER_ERRORS = (ConvertError, LearngeneFileError, ModelFolderError, OutputExistsError)

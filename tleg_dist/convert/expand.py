@@ -1,88 +1,91 @@
-"""`expand`: a learngene file -> Des-Net state dicts (timm key names) at chosen depths.
+"""`expand`: a learngene (file or folder) -> Des-Net timm model folders at chosen depths.
 
-Each Des-Net is OUT.safetensors plus OUT.json holding the timm constructor arguments:
+Each Des-Net is a model folder (tleg_dist/model_folder.py), the same layout as `export`:
 
-    config = json.load(open("OUT.json"))
-    model = timm.models.vision_transformer.VisionTransformer(**config)
-    model.load_state_dict(safetensors.torch.load_file("OUT.safetensors"), strict=True)
+    model = timm.create_model("local-dir:OUT", pretrained=True)
+
+Its pretrained_cfg carries the eval preprocessing the learngene records (trainer-written
+learngenes do), else the image-folder defaults (ImageNet statistics).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 from pathlib import Path
 
-from safetensors.torch import save_file
-
-from tleg_dist import learngene_file
+from tleg_dist import learngene_file, model_card, model_folder
 from tleg_dist.convert.errors import ConvertError
+from tleg_dist.data.preprocessing import eval_preprocessing
 from tleg_dist.models.des_net import des_state_from_learngene
 from tleg_dist.models.keys import split_file_tensors
-from tleg_dist.utils.atomic import atomic_path, check_output
-
-DES_FORMAT = "tleg-des-net"
-DES_FORMAT_VERSION = "1"
+from tleg_dist.utils.atomic import check_output
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser(
-        "expand", help="learngene -> Des-Net state dict(s) at given depth(s), timm key names",
-        description="Expand a learngene file into plain timm VisionTransformer state dicts "
-                    "(layer l of L: theta_A + l/L * theta_B), each with a JSON of timm constructor arguments.")
-    p.add_argument("learngene", type=Path, help="learngene .safetensors file")
+        "expand", help="learngene -> Des-Net timm model folder(s) at given depth(s)",
+        description="Expand a learngene (file or folder) into plain timm VisionTransformers "
+                    "(layer l of L: theta_A + l/L * theta_B), each a model folder that "
+                    "timm.create_model('local-dir:DIR', pretrained=True) loads.")
+    p.add_argument("learngene", type=Path, help="learngene .safetensors file or learngene folder")
     depth = p.add_mutually_exclusive_group(required=True)
-    depth.add_argument("--depth", type=int, help="one depth; --out is the .safetensors file to write")
+    depth.add_argument("--depth", type=int, help="one depth; --out is the model folder to write")
     depth.add_argument("--depths", type=int, nargs="+", metavar="L",
-                       help="several depths; --out is a folder receiving des_depth<L>.safetensors/.json")
+                       help="several depths; --out is a folder receiving des_depth<L>/ for each")
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--force", action="store_true", help="overwrite existing outputs")
     p.set_defaults(run=_run)
 
 
 def _run(a: argparse.Namespace) -> None:
-    if a.depth is not None:
-        if a.out.suffix != ".safetensors":
-            raise ConvertError(f"{a.out}: with --depth, --out is the .safetensors file to write")
-        outs = {a.depth: a.out}
-    else:
-        if a.out.exists() and not a.out.is_dir():
-            raise ConvertError(f"{a.out}: with --depths, --out is a folder, but this is a file")
-        outs = {d: a.out / f"des_depth{d}.safetensors" for d in a.depths}
+    if a.out.suffix in (".safetensors", ".json"):  # the pre-folder layout wrote OUT.safetensors + OUT.json
+        raise ConvertError(f"{a.out}: --out is now a folder (config.json, model.safetensors, README.md); "
+                           f"pass {a.out.with_suffix('')} instead")
+    if a.out.exists() and not a.out.is_dir():
+        raise ConvertError(f"{a.out}: --out is a folder, but this is a file")
+    outs = {a.depth: a.out} if a.depth is not None else {d: a.out / f"des_depth{d}" for d in a.depths}
     for path in expand(a.learngene, outs, force=a.force):
         print(path)
 
 
 def expand(learngene, outputs: dict[int, Path], *, force: bool = False) -> list[Path]:
-    """Write one Des-Net per {depth: path.safetensors}; all or nothing (each file is atomic,
-    and no file is renamed into place until every one has been written)."""
+    """Write one model folder per {depth: folder}; all or nothing."""
     bad = [d for d in outputs if d < 1]
     if bad:
         raise ConvertError(f"depth must be >= 1, got {bad[0]}")
-    targets = [(d, Path(w), Path(w).with_suffix(".json")) for d, w in sorted(outputs.items())]
-    new_dirs = {w.parent for _, w, _ in targets if not w.parent.exists()}
+    targets = sorted((d, Path(f)) for d, f in outputs.items())
+    # Folders this command creates (deepest first), removed again if it fails.
+    new_dirs = sorted({p for _, f in targets for p in (f, *f.parents) if not p.exists()},
+                      key=lambda p: len(p.parts), reverse=True)
+    written: list[Path] = []
     try:
-        return _write(learngene, targets, force)
+        _write(learngene, targets, force, written)
     except BaseException:
-        for d in new_dirs:  # check_output created them; leave nothing behind
+        for path in written:  # an earlier depth's folder is complete, but the command failed as a whole
             with contextlib.suppress(OSError):
-                d.rmdir()
+                path.unlink()
+        for folder in new_dirs:
+            with contextlib.suppress(OSError):
+                folder.rmdir()
         raise
+    return written
 
 
-def _write(learngene, targets, force: bool) -> list[Path]:
-    for _, w, j in targets:  # refuse before reading or writing anything
-        check_output(w, force)
-        check_output(j, force)
+def _write(learngene, targets: list[tuple[int, Path]], force: bool, written: list[Path]) -> None:
+    for _, folder in targets:  # refuse before reading or writing anything
+        if folder.exists() and not folder.is_dir():
+            raise ConvertError(f"{folder}: exists and is not a folder")
+        for name in (model_folder.WEIGHTS, model_folder.CONFIG, model_folder.CARD):
+            check_output(folder / name, force)
     lg = learngene_file.load(learngene)
     theta_a, theta_b, shared = split_file_tensors(lg.tensors)
-    with contextlib.ExitStack() as stack:
-        for depth, w, j in targets:
-            state = des_state_from_learngene(theta_a, theta_b, shared, depth)
-            meta = {"format": DES_FORMAT, "format_version": DES_FORMAT_VERSION, "depth": str(depth),
-                    "aux_depth": str(lg.aux_depth), "source_learngene": Path(learngene).name}
-            save_file({k: v.contiguous() for k, v in state.items()}, str(stack.enter_context(atomic_path(w))),
-                      metadata=meta)
-            stack.enter_context(atomic_path(j)).write_text(json.dumps(lg.arch.timm_kwargs(depth), indent=1) + "\n")
-    return [p for _, w, j in targets for p in (w, j)]
+    preprocessing = learngene_file.preprocessing(lg) or eval_preprocessing(None, lg.arch.in_chans)
+    source = model_card.learngene_source(learngene)
+    for depth, folder in targets:
+        model_args = lg.arch.timm_kwargs(depth)
+        card = model_card.des_net_card(model_args, preprocessing, learngene=source)
+        info = {"stage": "expanded", "depth": depth, "aux_depth": lg.aux_depth,
+                "source_learngene": source["file"], "source_sha256": source["sha256"]}
+        written += model_folder.write(folder, des_state_from_learngene(theta_a, theta_b, shared, depth),
+                                      model_args, preprocessing=preprocessing, card=card, info=info, force=True)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from safetensors import SafetensorError, safe_open
 
-from tleg_dist import learngene_file
+from tleg_dist import learngene_file, model_folder
 from tleg_dist.convert import storage
 from tleg_dist.convert.errors import ConvertError
 
@@ -64,8 +64,10 @@ def describe(path, depths=storage.DEFAULT_DEPTHS) -> dict:
     if any(d < 1 for d in depths):
         raise ConvertError(f"--depths must all be >= 1, got {list(depths)}")
     if path.is_dir():
-        if (path / "config.json").is_file() and (path / "model.safetensors").is_file():
-            return _describe_weights(path / "model.safetensors", path, _read_json(path / "config.json"))
+        if (path / model_folder.CONFIG).is_file() and (path / model_folder.WEIGHTS).is_file():
+            return _describe_weights(path / model_folder.WEIGHTS, path, _read_json(path / model_folder.CONFIG))
+        if (path / model_folder.CONFIG).is_file() and (path / learngene_file.FOLDER_WEIGHTS).is_file():
+            return describe(path / learngene_file.FOLDER_WEIGHTS, depths)  # a learngene folder, not a run
         return _describe_checkpoint(path)
     meta, shapes, dtypes = _header(path)
     info = {"path": str(path), "size_bytes": path.stat().st_size, "tensors": len(shapes),
@@ -81,7 +83,7 @@ def describe(path, depths=storage.DEFAULT_DEPTHS) -> dict:
         return info
     beside = path.with_suffix(".json")
     config = _read_json(beside) if beside.is_file() else None
-    if meta.get("format") == "tleg-des-net" or config is not None:
+    if config is not None:  # e.g. a run's final.safetensors + final.json (constructor arguments)
         return _describe_weights(path, path, config)
     info["format"] = meta.get("format", "safetensors (no tleg format metadata)")
     return info

@@ -1,15 +1,18 @@
-"""`learngene`: a learngene-stage DeepSpeed checkpoint -> the public learngene file."""
+"""`learngene`: a learngene-stage DeepSpeed checkpoint -> the public learngene file, or a learngene
+folder (file + config.json + README.md card) when --out does not end in .safetensors."""
 
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 import torch
 
-from tleg_dist import learngene_file
+from tleg_dist import learngene_file, model_card
 from tleg_dist.convert import zero
 from tleg_dist.convert.errors import ConvertError
+from tleg_dist.data.preprocessing import eval_preprocessing
 from tleg_dist.models.keys import aux_to_file
 from tleg_dist.utils.atomic import check_output
 
@@ -23,7 +26,8 @@ def add_parser(sub) -> None:
                     "fp32 or bf16) with DeepSpeed's own zero_to_fp32 and write the learngene file. "
                     "Architecture and aux depth come from the checkpoint's tleg_meta.json.")
     p.add_argument("ckpt_dir", type=Path, help="<run>/checkpoints, a tag folder inside it, or the run folder")
-    p.add_argument("--out", type=Path, required=True, help="learngene file to write (.safetensors)")
+    p.add_argument("--out", type=Path, required=True,
+                   help="learngene file to write (.safetensors), or a folder for file + config.json + card")
     p.add_argument("--tag", help="checkpoint tag (default: the newest complete one)")
     p.add_argument("--dtype", choices=tuple(DTYPES), default="fp32", help="tensor dtype in the file (default fp32)")
     p.add_argument("--force", action="store_true", help="overwrite --out if it exists")
@@ -38,7 +42,10 @@ def _run(a: argparse.Namespace) -> None:
 
 def convert(ckpt_dir, out, *, tag: str | None = None, dtype: str = "fp32", force: bool = False,
             allow_pickle: bool = False) -> Path:
-    check_output(out, force)  # fail before the (slow) consolidation
+    """The learngene file written (inside the folder when `out` is one)."""
+    out = Path(out)
+    as_folder = out.suffix != ".safetensors"
+    check_output(out / learngene_file.FOLDER_WEIGHTS if as_folder else out, force)  # fail before the slow part
     ckpt = zero.open_checkpoint(ckpt_dir, tag)
     zero.expect_stage(ckpt, "learngene", "for a fine-tuned Des-Net use `export`")
     state = zero.consolidate(ckpt, allow_pickle)
@@ -49,6 +56,13 @@ def convert(ckpt_dir, out, *, tag: str | None = None, dtype: str = "fp32", force
     where = f"{ckpt.tag_dir} (checked against the architecture in its {zero.META})"
     learngene_file.validate(tensors, ckpt.arch, where)
     tensors = {k: v.to(DTYPES[dtype]) for k, v in tensors.items()}
+    run_config = ckpt.meta.get("config") or {}
     extra = {"source": "deepspeed-checkpoint", "source_tag": ckpt.tag_dir.name,
-             "global_step": str(ckpt.meta.get("global_step", "")), "dtype": dtype}
-    return learngene_file.save(out, tensors, ckpt.arch, ckpt.depth, force=force, extra=extra)
+             "global_step": str(ckpt.meta.get("global_step", "")), "dtype": dtype,
+             learngene_file.PREPROCESSING: json.dumps(eval_preprocessing(run_config.get("data"), ckpt.arch.in_chans))}
+    if not as_folder:
+        return learngene_file.save(out, tensors, ckpt.arch, ckpt.depth, force=force, extra=extra)
+    summary = ckpt.run_summary()
+    return learngene_file.save_folder(
+        out, tensors, ckpt.arch, ckpt.depth, force=force, extra=extra,
+        card=lambda config: model_card.learngene_card(config, run_config=run_config, summary=summary))[0]

@@ -51,6 +51,15 @@ class Checkpoint:
     def optim_files(self) -> list[Path]:
         return sorted(self.tag_dir.glob("*_optim_states.pt"))
 
+    def run_summary(self) -> dict | None:
+        """The run's summary.json when it describes this very checkpoint (same step): metrics for a card."""
+        try:
+            summary = json.loads((self.tag_dir.parent.parent / "summary.json").read_text())
+        except (OSError, ValueError):
+            return None
+        same = isinstance(summary, dict) and summary.get("global_step") == self.meta.get("global_step")
+        return summary if same else None
+
 
 def _is_tag_dir(d: Path) -> bool:
     return (d / META).is_file() or any(d.glob("*_model_states.pt"))

@@ -20,8 +20,7 @@ from tleg_dist.data.errors import DataError
 from tleg_dist.data.imagefolder import ImageFiles, scan
 from tleg_dist.data.streams import IndexedTrainStream, IndexedVal, dataloader_loader, select, tensor_loader
 from tleg_dist.data.synthetic import SyntheticImages, val_size
-from tleg_dist.data.transforms import (eval_transform, has_image_aug, imagenet_stats, stats,
-                                       train_transform)
+from tleg_dist.data.transforms import eval_transform, folder_stats, has_image_aug, stats, train_transform
 from tleg_dist.models.arch import ViTArch
 
 
@@ -66,7 +65,7 @@ def _imagefolder(cfg: DataConfig, arch: ViTArch, *, rank, world_size, seed) -> D
     _, vpaths, vlabels = scan(root / "val", names)
     keep, labels, k = select(labels, len(names), cfg.classes, cfg.train_limit, f"{root / 'train'}")
     vkeep, vlabels, _ = select(vlabels, len(names), cfg.classes, cfg.val_limit, f"{root / 'val'}")
-    mean, std = imagenet_stats(arch.in_chans)
+    mean, std = folder_stats(cfg, arch.in_chans)
     common = dict(in_chans=arch.in_chans, seed=seed, on_bad_image=cfg.on_bad_image)
     # Training always goes through the seeded path: even the crop of a non-square image draws RNG.
     train_ds = ImageFiles([paths[i] for i in keep.tolist()], labels,

@@ -12,7 +12,7 @@ import torch
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, create_transform
 from timm.data import auto_augment as timm_aa
 
-from tleg_dist.config import AugConfig
+from tleg_dist.config import AugConfig, DataConfig
 
 FASHION_MNIST_MEAN = 0.2860
 FASHION_MNIST_STD = 0.3530
@@ -38,6 +38,15 @@ def stats(in_chans: int, mean: tuple, std: tuple) -> tuple[tuple, tuple]:
 
 def imagenet_stats(in_chans: int) -> tuple[tuple, tuple]:
     return stats(in_chans, IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD)
+
+
+def folder_stats(cfg: DataConfig, in_chans: int) -> tuple[tuple, tuple]:
+    """An image folder's statistics: the recipe's data.mean/std (one value: every channel), else ImageNet's."""
+    if cfg.mean is None:
+        return imagenet_stats(in_chans)
+    if len(cfg.mean) == 1:  # taken as given: averaging three copies would not round-trip the value
+        return (cfg.mean[0],) * 3, (cfg.std[0],) * 3
+    return stats(in_chans, tuple(cfg.mean), tuple(cfg.std))
 
 
 def fit_channels(x: torch.Tensor, in_chans: int) -> torch.Tensor:

@@ -1,4 +1,13 @@
-"""Artefacts written at the end of a stage (gathering ZeRO-3 partitions first)."""
+"""Artefacts written at the end of a stage (gathering ZeRO-3 partitions first).
+
+    finetune   RUN/model/{config.json, model.safetensors, README.md}: timm.create_model("local-dir:RUN/model")
+    learngene  RUN/learngene/{learngene.safetensors, config.json, README.md}: tleg_dist.load_learngene(...)
+    teacher    RUN/teacher.safetensors + teacher.json
+
+RUN/learngene.safetensors is the folder's file under its old name (a hard link: no extra disk).
+RUN/final.safetensors + final.json (the timm state dict and constructor arguments) are the
+pre-folder layout, deprecated: kept, as a link and a small JSON, for tools that still read them.
+"""
 
 from __future__ import annotations
 
@@ -8,12 +17,13 @@ from pathlib import Path
 import deepspeed
 from safetensors.torch import save_file
 
-from tleg_dist import learngene_file
+from tleg_dist import learngene_file, model_card, model_folder
 from tleg_dist.config import RunConfig
+from tleg_dist.data.preprocessing import eval_preprocessing
 from tleg_dist.models.arch import ViTArch
 from tleg_dist.models.keys import aux_to_file
 from tleg_dist.training.model_factory import export_state
-from tleg_dist.utils.atomic import atomic_path
+from tleg_dist.utils.atomic import atomic_path, link_or_copy
 
 
 def export_final(cfg: RunConfig, engine, meta: dict, out: Path, is_main: bool, summary: dict) -> dict:
@@ -23,17 +33,28 @@ def export_final(cfg: RunConfig, engine, meta: dict, out: Path, is_main: bool, s
     if not is_main:
         return {}
     arch = ViTArch(**meta["arch"])
-    if cfg.stage == "learngene":
-        path = learngene_file.save(out / "learngene.safetensors", aux_to_file(state), arch, cfg.model.depth,
-                                   force=True, extra={"val_top1": f"{summary.get('val_top1', float('nan')):.4f}",
-                                                      "global_step": str(summary["global_step"])})
-        return {"learngene": str(path)}
-    name = "teacher" if cfg.stage == "teacher" else "final"
-    with atomic_path(out / f"{name}.safetensors") as tmp:
-        save_file(state, str(tmp), metadata={"stage": cfg.stage})
     if cfg.stage == "teacher":
+        with atomic_path(out / "teacher.safetensors") as tmp:
+            save_file(state, str(tmp), metadata={"stage": cfg.stage})
         info = {"model": cfg.distill.teacher.model, "num_classes": arch.num_classes, "in_chans": arch.in_chans}
-    else:
-        info = arch.timm_kwargs(cfg.model.depth)
-    (out / f"{name}.json").write_text(json.dumps(info, indent=1))
-    return {"weights": str(out / f"{name}.safetensors"), "config": str(out / f"{name}.json")}
+        (out / "teacher.json").write_text(json.dumps(info, indent=1))
+        return {"weights": str(out / "teacher.safetensors"), "config": str(out / "teacher.json")}
+    run_config, preprocessing = meta["config"], eval_preprocessing(cfg.data, arch.in_chans)
+    if cfg.stage == "learngene":
+        extra = {"val_top1": f"{summary.get('val_top1', float('nan')):.4f}", "global_step": str(summary["global_step"]),
+                 learngene_file.PREPROCESSING: json.dumps(preprocessing)}
+        files = learngene_file.save_folder(
+            out / "learngene", aux_to_file(state), arch, cfg.model.depth, force=True, extra=extra,
+            card=lambda config: model_card.learngene_card(config, run_config=run_config, summary=summary))
+        link_or_copy(files[0], out / "learngene.safetensors")
+        return {"learngene": str(out / "learngene.safetensors"), "folder": str(files[0].parent)}
+    model_args = arch.timm_kwargs(cfg.model.depth)
+    lg = cfg.model.learngene if cfg.model.init == "learngene" else None
+    card = model_card.des_net_card(model_args, preprocessing, run_config=run_config, summary=summary,
+                                   learngene=model_card.learngene_source(lg))
+    files = model_folder.write(out / "model", state, model_args, preprocessing=preprocessing, card=card, force=True,
+                               info={"stage": cfg.stage, "depth": cfg.model.depth,
+                                     "global_step": summary["global_step"]})
+    link_or_copy(files[0], out / "final.safetensors")
+    (out / "final.json").write_text(json.dumps(model_args, indent=1))
+    return {"model": str(files[0].parent), "weights": str(out / "final.safetensors"), "config": str(out / "final.json")}
