@@ -103,6 +103,10 @@ case $TLEG_LAUNCH in
             exec "$0" "$@"' "$PYTHON" "$ENTRY" "${ARGS[@]}"
         ;;
     torchrun | deepspeed)
+        # DeepSpeed's runner refuses --num_nodes > 1 without a hostfile, even with --no_ssh: it
+        # learns the hosts and their slots from it (one line per node of the allocation).
+        export TLEG_HOSTFILE=$RUN_DIR/hostfile
+        scontrol show hostnames "$SLURM_JOB_NODELIST" | sed "s/\$/ slots=$PER_NODE/" >"$TLEG_HOSTFILE"
         # One task per node; the per-node launcher must ignore SIGUSR1 (Slurm signals
         # every process of the step) while the ranks it starts catch it. An ignored
         # signal stays ignored across exec; the trainer installs its own handler.
@@ -113,9 +117,9 @@ case $TLEG_LAUNCH in
                 exec "$0" -m torch.distributed.run --nnodes="$SLURM_JOB_NUM_NODES" --node_rank="$SLURM_NODEID" \
                     --nproc_per_node="$PER_NODE" --master_addr="$MASTER_ADDR" --master_port="$MASTER_PORT" "$@"
             else
-                exec "$0" -m deepspeed.launcher.runner --no_ssh --num_nodes="$SLURM_JOB_NUM_NODES" \
-                    --node_rank="$SLURM_NODEID" --num_gpus="$PER_NODE" --master_addr="$MASTER_ADDR" \
-                    --master_port="$MASTER_PORT" "$@"
+                exec "$0" -m deepspeed.launcher.runner --no_ssh --hostfile="$TLEG_HOSTFILE" \
+                    --num_nodes="$SLURM_JOB_NUM_NODES" --node_rank="$SLURM_NODEID" --num_gpus="$PER_NODE" \
+                    --master_addr="$MASTER_ADDR" --master_port="$MASTER_PORT" "$@"
             fi' "$PYTHON" "$ENTRY" "${ARGS[@]}"
         ;;
     *) die "TLEG_LAUNCH=$TLEG_LAUNCH: expected srun, torchrun or deepspeed" ;;

@@ -80,6 +80,17 @@ def test_two_node_job_equals_two_ranks_on_one_node(tiny_learngene, tmp_path):
     assert not diff, f"2 nodes and 2 ranks on one node differ in {diff}"
 
 
+@pytest.mark.parametrize("launch", ["torchrun", "deepspeed"])
+def test_per_node_launchers_across_two_nodes_equal_srun(tiny_learngene, tmp_path, launch):
+    """TLEG_LAUNCH: one Slurm task per node, whose launcher starts that node's rank (the
+    deepspeed runner needs the hostfile the script writes, or it refuses 2 nodes)."""
+    job = sbatch_learngene(tmp_path, LEARNGENE_OVERRIDES, TLEG_LAUNCH=launch)
+    run = tmp_path / f"learngene-{job}"
+    assert wait_job_end(job) == "COMPLETED", log_since(run / "job.log")[-4000:]
+    diff = _diff(tiny_learngene["file"], run / "learngene.safetensors")
+    assert not diff, f"TLEG_LAUNCH={launch} differs from srun in {diff}"
+
+
 def test_node_loss_fails_fast_requeues_and_resumes_exactly(tiny_learngene, tmp_path):
     job, run = _start_slow_job(tmp_path)
     # gloo's sockets run over the namespaces' links, each rank to the other node's address
