@@ -74,11 +74,16 @@ def init(timeout_s: Optional[float] = None) -> DistInfo:
     return DistInfo(dist.get_rank(), dist.get_world_size(), local_rank, local_world, device)
 
 
+def reduce_(t: torch.Tensor, op: str = "sum") -> torch.Tensor:
+    """In place across ranks, on the tensor's own device (no host copy). Also called at one rank,
+    where it is nearly free, so that the collectives a run makes do not depend on its size."""
+    if dist.is_initialized():
+        dist.all_reduce(t, op={"sum": dist.ReduceOp.SUM, "min": dist.ReduceOp.MIN, "max": dist.ReduceOp.MAX}[op])
+    return t
+
+
 def all_reduce_sum(values: list[float], device: torch.device) -> list[float]:
-    t = torch.tensor(values, dtype=torch.float64, device=device)
-    if dist.is_initialized() and dist.get_world_size() > 1:
-        dist.all_reduce(t)
-    return t.tolist()
+    return reduce_(torch.tensor(values, dtype=torch.float64, device=device)).tolist()
 
 
 def any_rank(flag: bool, device: torch.device) -> bool:
