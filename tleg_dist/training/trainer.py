@@ -102,6 +102,8 @@ def train(cfg: RunConfig, resume: str | None = None) -> dict:
         model=model, optimizer=optim.build_optimizer(model, cfg.optim, peak), config=ds,
         lr_scheduler=optim.scheduler_factory(cfg.optim, total_steps=total_steps,
                                              steps_per_epoch=steps_per_epoch, peak=peak))
+    if cfg.model.compile.enabled:
+        engine.compile(compile_kwargs={"mode": cfg.model.compile.mode})
     ema = None
     if cfg.train.ema_decay is not None:
         from timm.utils import ModelEmaV3
