@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from _launch import TINY, run_train, summary, weights_equal
+from _launch import TINY, max_abs_diff, run_train, summary, weights_equal
 from tleg_dist.models.aux_net import AuxNet
 
 
@@ -39,3 +39,13 @@ def test_compiled_run_resumes_bit_exactly(tmp_path):
     run_train(["--config", str(TINY), f"output_dir={parts}", "--resume", "auto", *common])
     assert summary(parts)["global_step"] == summary(full)["global_step"] == 8
     assert weights_equal(full / "learngene.safetensors", parts / "learngene.safetensors")
+
+
+@pytest.mark.slow
+def test_compiled_zero3_aux_net_trains_like_eager(tmp_path):
+    """Under ZeRO-3 the expansion stays eager (model_factory.compile_engine); the rest compiles."""
+    common = ["train.epochs=1", "train.progress=false", "train.max_steps=4", "data.synthetic_size=256",
+              "--deepspeed_config", "configs/ds/zero3.json"]
+    run_train(["--config", str(TINY), f"output_dir={tmp_path / 'eager'}", *common])
+    run_train(["--config", str(TINY), f"output_dir={tmp_path / 'compiled'}", *common, "model.compile.enabled=true"])
+    assert max_abs_diff(tmp_path / "eager" / "learngene.safetensors", tmp_path / "compiled" / "learngene.safetensors") < 1e-5

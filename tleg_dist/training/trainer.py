@@ -30,7 +30,7 @@ from tleg_dist.training.exports import export_final
 from tleg_dist.training.loop import LoopContext, evaluate, train_steps
 from tleg_dist.training.loss_tracker import LossTracker
 from tleg_dist.training.metrics import MetricsLog
-from tleg_dist.training.model_factory import build_model
+from tleg_dist.training.model_factory import build_model, compile_engine
 from tleg_dist.training.preempt import PreemptionFlag, requeue_if_asked
 
 log = logging.getLogger("tleg_dist")
@@ -103,7 +103,7 @@ def train(cfg: RunConfig, resume: str | None = None) -> dict:
         lr_scheduler=optim.scheduler_factory(cfg.optim, total_steps=total_steps,
                                              steps_per_epoch=steps_per_epoch, peak=peak))
     if cfg.model.compile.enabled:
-        engine.compile(compile_kwargs={"mode": cfg.model.compile.mode})
+        compile_engine(engine, cfg, ds_config.zero_stage(ds))
     ema = None
     if cfg.train.ema_decay is not None:
         from timm.utils import ModelEmaV3
