@@ -56,7 +56,9 @@ def to_device(batches: Iterable[Batch], device: torch.device,
         if batch is None:
             return None
         with torch.cuda.stream(side):
+            side.wait_stream(main)  # a batch made on the device (synthetic) comes from the main stream
             x, y = (t.to(device, non_blocking=True) for t in batch)
+            x.record_stream(side)  # if it was made on the main stream, it is read here too
             return prepare(x), y
 
     ahead = fetch()

@@ -121,8 +121,8 @@ def evaluate(model, val, dist: DistInfo, dtype: torch.dtype, prepare: Callable =
         k = min(5, out.shape[1])
         hit = out.topk(k, dim=1).indices == y[:, None]
         sums += torch.stack([F.cross_entropy(out, y, reduction="sum").double(), hit[:, 0].sum().double(),
-                             hit.any(dim=1).sum().double(), torch.tensor(float(y.numel()), device=dist.device,
-                                                                         dtype=torch.float64)])
+                             hit.any(dim=1).sum().double(),
+                             torch.full((), float(y.numel()), dtype=torch.float64, device=dist.device)])
     loss, top1, top5, n = reduce_(sums).tolist()
     model.train(was_training)
     n = max(n, 1)

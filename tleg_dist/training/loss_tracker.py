@@ -53,8 +53,8 @@ class LossTracker:
         if not self.count:
             return None  # nothing new since the last settle (ranks agree: they count the same micro-steps)
         bad = self.first_bad < _NONE
-        totals = distributed.reduce_(torch.stack([self.sum, torch.tensor(float(self.count), device=self.device,
-                                                                          dtype=torch.float64), bad.double()]))
+        count = torch.full((), float(self.count), dtype=torch.float64, device=self.device)
+        totals = distributed.reduce_(torch.stack([self.sum, count, bad.double()]))
         loss_sum, n, n_bad = totals.tolist()
         if n_bad:
             first = int(distributed.reduce_(self.first_bad.clone(), "min"))
