@@ -38,7 +38,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 # SHAPE -> (model.size, depth, per-rank batch, steps per log interval)
-SHAPES = {"cpu": ("cpu-64", 6, 128, 5), "small": ("small", 12, 2, 2), "small-gpu": ("small", 12, 256, 10)}
+SHAPES = {"cpu": ("cpu-64", 6, 128, 10), "small": ("small", 12, 2, 2), "small-gpu": ("small", 12, 256, 10)}
 CPU_CASES = [f"cpu:{m}:{z}:{c}" for m in ("aux", "des") for z in (2, 3) for c in ("eager", "compiled")]
 PAPER_CASES = ["small:aux:2:eager", "small:des:2:eager"]  # aux_over_vit at the paper's Small shape
 GPU_CASES = [f"small-gpu:{m}:{z}:{c}" for m in ("aux", "des") for z in (2, 3) for c in ("eager", "compiled")]
@@ -102,6 +102,7 @@ def bare_img_s(cfg, device, steps: int, warmup: int = 3) -> float:
 
     from tleg_dist.data import build_data
     from tleg_dist.data.device import to_device
+    from tleg_dist.training import distributed
     from tleg_dist.training.model_factory import build_model
 
     data = build_data(cfg.data, cfg.model.arch(), rank=0, world_size=1, seed=cfg.seed, device=device)
@@ -116,6 +117,7 @@ def bare_img_s(cfg, device, steps: int, warmup: int = 3) -> float:
         if i == warmup:
             if device.type == "cuda":
                 torch.cuda.synchronize()
+            distributed.barrier()  # no rank times its loop while another still compiles
             t0 = time.perf_counter()
         opt.zero_grad(set_to_none=True)
         with autocast:
