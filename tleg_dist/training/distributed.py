@@ -63,6 +63,12 @@ def init(timeout_s: Optional[float] = None) -> DistInfo:
                                                                         os.environ["WORLD_SIZE"])))
     _set_threads(local_world)
     cuda = torch.cuda.is_available()
+    if timeout_s is not None:
+        # DeepSpeed reduces gradients in its own clone of the world group (new_group without a
+        # timeout), which takes this module-wide default: without it, only our own collectives
+        # would time out, and a step has none of them between log steps.
+        dist.distributed_c10d.default_pg_timeout = timedelta(seconds=timeout_s)
+        dist.distributed_c10d.default_pg_nccl_timeout = timedelta(seconds=timeout_s)
     if not dist.is_initialized():
         # timeout bounds every collective: a rank stuck on a dead peer raises instead of hanging
         kw = {} if timeout_s is None else {"timeout": timedelta(seconds=timeout_s)}
