@@ -9,7 +9,7 @@ PYTEST_ARGS ?= --durations=15
 BENCH_ARGS ?=
 export OMP_NUM_THREADS TORCH_EXTENSIONS_DIR
 
-.PHONY: setup demo test test-fast bench clean distclean
+.PHONY: setup demo test test-fast bench bench-trainer clean distclean
 
 setup:
 	bash scripts/setup.sh
@@ -35,6 +35,10 @@ test-fast: setup
 
 bench: setup
 	$(PY) benchmarks/aux_overhead.py $(BENCH_ARGS)
+
+# The real trainer against a bare loop (1 and 2 CPU ranks, or the GPU); docs/performance.md.
+bench-trainer: setup
+	$(PY) benchmarks/trainer_throughput.py $(BENCH_ARGS)
 
 # Build and run outputs; keeps .venv (distclean removes it too).
 clean:

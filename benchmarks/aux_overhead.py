@@ -7,9 +7,11 @@ the ViT's own work. Target: ratio <= 1.03.
     python benchmarks/aux_overhead.py                       # CPU: cpu-64 and ViT-S/224
     python benchmarks/aux_overhead.py --device cuda --dtype bf16
     python benchmarks/aux_overhead.py --case cpu-64:12:128 --steps 30
+    python benchmarks/aux_overhead.py --compile              # both models through torch.compile
 
 One step = zero_grad, forward, cross-entropy, backward, torch AdamW step, on the same
-batch every time. Steps of the two models are interleaved (alternating which goes first)
+batch every time (with --compile, forward and backward of both models are torch.compile'd, and
+warm-up steps include the compilation). Steps of the two models are interleaved (alternating which goes first)
 so that load from other processes hits both alike; each model's time is the median over
 --steps steps after --warmup. The last line printed is one JSON object.
 
@@ -58,8 +60,11 @@ def parse_case(text: str) -> tuple[str, int, int]:
 class Stepper:
     """One model with its optimizer and a fixed batch; `step()` returns seconds taken."""
 
-    def __init__(self, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, device: str, dtype: str):
+    def __init__(self, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, device: str, dtype: str,
+                 compile_mode: str | None = None):
         self.model, self.x, self.y, self.device = model.to(device).train(), x, y, device
+        if compile_mode:
+            self.model.compile(mode=compile_mode)
         self.opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.05)
         self.autocast = (torch.autocast(device_type=device, dtype=torch.bfloat16) if dtype == "bf16"
                          else nullcontext())
@@ -88,8 +93,8 @@ def measure(size: str, depth: int, batch: int, args) -> dict:
     torch.manual_seed(0)
     x = torch.randn(batch, arch.in_chans, arch.img_size, arch.img_size, device=args.device)
     y = torch.randint(0, arch.num_classes, (batch,), device=args.device)
-    aux = Stepper(AuxNet(arch, depth), x, y, args.device, args.dtype)
-    vit = Stepper(build_des_net(arch, depth), x, y, args.device, args.dtype)
+    aux = Stepper(AuxNet(arch, depth), x, y, args.device, args.dtype, args.compile)
+    vit = Stepper(build_des_net(arch, depth), x, y, args.device, args.dtype, args.compile)
     runs = {"aux": [], "vit": []}
     for i in range(args.warmup + args.steps):
         # Alternate the order so neither model always runs on a cache warmed by the other.
@@ -132,6 +137,8 @@ def main(argv=None) -> dict:
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads on cpu")
     p.add_argument("--target", type=float, default=1.03)
+    p.add_argument("--compile", nargs="?", const="default", default=None, metavar="MODE",
+                   help="torch.compile both models (MODE: default, max-autotune, ...)")
     p.add_argument("--verbose", action="store_true")
     args = p.parse_args(argv)
     if args.device == "cuda" and not torch.cuda.is_available():
@@ -153,6 +160,7 @@ def main(argv=None) -> dict:
         "benchmark": "aux_overhead",
         "device": torch.cuda.get_device_name() if args.device == "cuda" else platform.processor() or "cpu",
         "dtype": args.dtype,
+        "compile": args.compile,
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "target_ratio": args.target,

@@ -20,9 +20,10 @@ VENV="${VENV:-.venv}"
 TORCH_VERSION=2.14.1
 TORCHVISION_VERSION=0.29.1
 EXTRAS="dev,cluster,ffcv"
-# dataset-fashion-mnist: the demo's data (/usr/share/datasets/fashion-mnist/).
+# dataset-fashion-mnist: the demo's data (/usr/share/datasets/fashion-mnist/); g++: what
+# torch.compile's CPU backend (model.compile) builds its kernels with.
 # The rest: what the ffcv extra compiles against (opencv4 and libturbojpeg via pkg-config).
-DATA_PKGS=(dataset-fashion-mnist)
+DATA_PKGS=(dataset-fashion-mnist g++)
 FFCV_PKGS=(libopencv-dev libturbojpeg0-dev pkg-config)
 
 say() { printf '[setup] %s\n' "$*"; }

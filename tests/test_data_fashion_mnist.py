@@ -32,7 +32,9 @@ def test_bundle_batches_normalised_and_shaped():
     cfg = DataConfig(batch_size=500, eval_batch_size=1000)
     b = build_data(cfg, ViTArch(), rank=0, world_size=1, seed=0)
     assert len(b.train) == 120 and len(b.val) == 10 and b.num_classes == 10 and b.mixup is None
-    x, y = next(iter(b.train.epoch(0)))
+    raw, y = next(iter(b.train.epoch(0)))
+    assert raw.dtype == torch.uint8  # raw pixels travel; the device normalises them
+    x = b.prepare(raw)
     assert x.shape == (500, 1, 28, 28) and x.dtype == torch.float32 and y.dtype == torch.long
     # The published stats: normalised training pixels have mean ~0, std ~1.
     assert abs(x.mean().item()) < 0.05 and abs(x.std().item() - 1) < 0.05
@@ -43,7 +45,7 @@ def test_bundle_batches_normalised_and_shaped():
 def test_three_channels_and_resize():
     cfg = DataConfig(batch_size=4, train_limit=8, val_limit=8)
     b = build_data(cfg, ViTArch(in_chans=3, img_size=32, patch_size=4), rank=0, world_size=1, seed=0)
-    x, _ = next(iter(b.train.epoch(0)))
+    x = b.prepare(next(iter(b.train.epoch(0)))[0])
     assert x.shape == (4, 3, 32, 32)
     assert torch.equal(x[:, 0], x[:, 2])
 

@@ -12,7 +12,7 @@ ARCH = ViTArch(img_size=16, patch_size=4, in_chans=3, num_classes=5)
 
 def all_train(bundle, epoch=0):
     xs, ys = zip(*bundle.train.epoch(epoch))
-    return torch.cat(xs), torch.cat(ys)
+    return bundle.prepare(torch.cat(xs)), torch.cat(ys)
 
 
 def test_deterministic_from_seed():
@@ -31,6 +31,7 @@ def test_labels_are_learnable_by_nearest_class_mean():
     x, y = all_train(bundle)
     means = torch.stack([x[y == k].mean(0) for k in range(5)]).flatten(1)
     vx, vy = map(torch.cat, zip(*bundle.val))
+    vx = bundle.prepare(vx)
     pred = torch.cdist(vx.flatten(1), means).argmin(1)
     assert len(vy) == 100 and (pred == vy).float().mean() > 0.9
 

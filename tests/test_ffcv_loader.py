@@ -51,7 +51,7 @@ def ranks(betons):
 
 def expected(split, idx):
     x, y = fm.load_split(None, split)
-    return fm.to_float(x[idx], 1, 28), y[idx]
+    return fm.to_float(x[idx].unsqueeze(1), 1, 28), y[idx]
 
 
 def collect(batches):

@@ -38,6 +38,14 @@ def _input_file_exists(path: Optional[Path], info: ValidationInfo) -> Optional[P
     return path
 
 
+class CompileConfig(Section):
+    """torch.compile of the trained model, through DeepSpeed's engine.compile (keeps ZeRO 1-3 and
+    checkpoint keys). Costs a compile at start (seconds to minutes); see docs/performance.md."""
+
+    enabled: bool = False
+    mode: Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"] = "default"
+
+
 class ModelConfig(Section):
     """The ViT. In the learngene stage `depth` is the Aux-Net's; in finetune, the Des-Net's."""
 
@@ -59,6 +67,7 @@ class ModelConfig(Section):
     # Transfer to new classes with the same class count would otherwise copy the old head.
     fresh_head: bool = Field(False, description="finetune: keep the classifier head at its fresh init "
                                                 "(init=learngene|truncated never copy it)")
+    compile: CompileConfig = CompileConfig()
 
     @model_validator(mode="before")
     @classmethod

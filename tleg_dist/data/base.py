@@ -1,7 +1,8 @@
 """The narrow interface between data sources and the trainer.
 
 Every source (Fashion-MNIST, ImageFolder, synthetic, FFCV) returns a `DataBundle`.
-The trainer only ever calls `train.epoch(epoch, start_batch)` and iterates `val`.
+The trainer only ever calls `train.epoch(epoch, start_batch)`, iterates `val`, and passes every
+batch's images through `prepare` once they are on the training device (`data/device.py`).
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ from typing import Callable, Iterable, Iterator, Optional, Protocol
 
 import torch
 
-Batch = tuple[torch.Tensor, torch.Tensor]  # float NCHW images (normalised), int64 labels
+# NCHW images as the source holds them (uint8 where it can, else normalised float), int64 labels
+Batch = tuple[torch.Tensor, torch.Tensor]
 
 
 class TrainStream(Protocol):
@@ -33,3 +35,5 @@ class DataBundle:
     num_classes: int
     # Batch-level augmentation (timm Mixup/CutMix), applied by the trainer: (x, y) -> (x, soft y).
     mixup: Optional[Callable[[torch.Tensor, torch.Tensor], Batch]] = None
+    # On the device: a batch's images -> normalised float NCHW of the model's size (float passes through).
+    prepare: Callable[[torch.Tensor], torch.Tensor] = lambda x: x

@@ -1,7 +1,7 @@
 """`build_data`: the one entry point from a `DataConfig` to a `DataBundle`.
 
     bundle = build_data(cfg.data, cfg.model.arch(), rank=r, world_size=w, seed=cfg.seed)
-    for x, y in bundle.train.epoch(epoch, start_batch): ...
+    for x, y in to_device(bundle.train.epoch(epoch, start_batch), device, bundle.prepare): ...
 
 Every source applies `data.classes` (relabelled 0..k-1), `train_limit`/`val_limit`, the shared
 sampler (`sampler.py`) and, when mixup/cutmix is on, a timm `Mixup` for the trainer to apply.
@@ -9,18 +9,22 @@ sampler (`sampler.py`) and, when mixup/cutmix is on, a timm `Mixup` for the trai
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
+import torch
 from timm.data import Mixup
 
 from tleg_dist.config import DataConfig
 from tleg_dist.data import fashion_mnist as fm
+from tleg_dist.data import synthetic
 from tleg_dist.data.base import DataBundle
+from tleg_dist.data.device import Normalize, pin
 from tleg_dist.data.errors import DataError
 from tleg_dist.data.imagefolder import ImageFiles, scan
 from tleg_dist.data.streams import IndexedTrainStream, IndexedVal, dataloader_loader, select, tensor_loader
-from tleg_dist.data.synthetic import SyntheticImages, val_size
-from tleg_dist.data.transforms import eval_transform, folder_stats, has_image_aug, stats, train_transform
+from tleg_dist.data.transforms import (eval_transform, folder_stats, has_image_aug, imagenet_stats, stats,
+                                       train_transform)
 from tleg_dist.models.arch import ViTArch
 
 
@@ -28,14 +32,14 @@ def _uses_mixup(cfg: DataConfig) -> bool:
     return cfg.aug.mixup > 0 or cfg.aug.cutmix > 0
 
 
-def _bundle(cfg, train_n, train_load, val_n, val_load, num_classes, *, rank, world_size, seed, name):
+def _bundle(cfg, train_n, train_load, val_n, val_load, num_classes, prepare, *, rank, world_size, seed, name):
     train = IndexedTrainStream(train_n, cfg.batch_size, train_load, seed=seed, rank=rank,
                                world_size=world_size, name=name)
     val = IndexedVal(val_n, cfg.eval_batch_size, val_load, rank=rank, world_size=world_size)
-    return DataBundle(train=train, val=val, num_classes=num_classes)
+    return DataBundle(train=train, val=val, num_classes=num_classes, prepare=prepare)
 
 
-def _fashion_mnist(cfg: DataConfig, arch: ViTArch, *, rank, world_size, seed) -> DataBundle:
+def _fashion_mnist(cfg: DataConfig, arch: ViTArch, *, rank, world_size, seed, device) -> DataBundle:
     tr_x, tr_y = fm.load_split(cfg.root, "train")
     va_x, va_y = fm.load_split(cfg.root, "val")
     keep, tr_y, k = select(tr_y, fm.NUM_CLASSES, cfg.classes, cfg.train_limit, "Fashion-MNIST train")
@@ -49,15 +53,15 @@ def _fashion_mnist(cfg: DataConfig, arch: ViTArch, *, rank, world_size, seed) ->
         ds = fm.AugmentedImages(tr_x, tr_y, train_transform(cfg.aug, s, mean, std), c, seed)
         train_load = dataloader_loader(ds, cfg.num_workers, even=_uses_mixup(cfg))
     else:
-        # Whole batches by tensor indexing: no DataLoader, no per-image Python.
-        train_load = tensor_loader(lambda idx: (fm.to_float(tr_x[idx], c, s), tr_y[idx]))
+        # Whole uint8 batches by tensor indexing: no DataLoader, no per-image Python.
+        train_load = tensor_loader(lambda idx: pin(tr_x[idx].unsqueeze(1), tr_y[idx]))
     # Evaluation never augments, so it always takes the fast path.
-    val_load = tensor_loader(lambda idx: (fm.to_float(va_x[idx], c, s), va_y[idx]))
-    return _bundle(cfg, len(tr_y), train_load, len(va_y), val_load, k, rank=rank,
+    val_load = tensor_loader(lambda idx: pin(va_x[idx].unsqueeze(1), va_y[idx]))
+    return _bundle(cfg, len(tr_y), train_load, len(va_y), val_load, k, functools.partial(fm.to_float, in_chans=c, img_size=s), rank=rank,
                    world_size=world_size, seed=seed, name="Fashion-MNIST train")
 
 
-def _imagefolder(cfg: DataConfig, arch: ViTArch, *, rank, world_size, seed) -> DataBundle:
+def _imagefolder(cfg: DataConfig, arch: ViTArch, *, rank, world_size, seed, device) -> DataBundle:
     if cfg.root is None:
         raise DataError("data.root is required for data.format=imagefolder (ROOT/train, ROOT/val)")
     root = Path(cfg.root)
@@ -71,28 +75,31 @@ def _imagefolder(cfg: DataConfig, arch: ViTArch, *, rank, world_size, seed) -> D
     train_ds = ImageFiles([paths[i] for i in keep.tolist()], labels,
                           train_transform(cfg.aug, arch.img_size, mean, std), augment=True, **common)
     val_ds = ImageFiles([vpaths[i] for i in vkeep.tolist()], vlabels,
-                        eval_transform(arch.img_size, mean, std), augment=False, **common)
+                        eval_transform(arch.img_size), augment=False, **common)
     return _bundle(cfg, len(train_ds), dataloader_loader(train_ds, cfg.num_workers, even=_uses_mixup(cfg)),
-                   len(val_ds), dataloader_loader(val_ds, cfg.num_workers), k,
+                   len(val_ds), dataloader_loader(val_ds, cfg.num_workers), k, Normalize(mean, std),
                    rank=rank, world_size=world_size, seed=seed, name=f"{root / 'train'}")
 
 
-def _synthetic(cfg: DataConfig, arch: ViTArch, *, rank, world_size, seed) -> DataBundle:
-    """Per-image augmentation does not apply here; mixup/cutmix still do."""
-    kw = dict(num_classes=arch.num_classes, in_chans=arch.in_chans, img_size=arch.img_size, seed=seed)
-    train = SyntheticImages(cfg.synthetic_size, split="train", **kw)
-    val = SyntheticImages(val_size(cfg.synthetic_size), split="val", **kw)
+def _synthetic(cfg: DataConfig, arch: ViTArch, *, rank, world_size, seed, device) -> DataBundle:
+    """Made on `device`, batch by batch. Per-image augmentation does not apply here; mixup/cutmix still do."""
+    kw = dict(num_classes=arch.num_classes, in_chans=arch.in_chans, img_size=arch.img_size, seed=seed,
+              device=device)
+    train = synthetic.SyntheticImages(cfg.synthetic_size, split="train", **kw)
+    val = synthetic.SyntheticImages(synthetic.val_size(cfg.synthetic_size), split="val", **kw)
     keep, tr_y, k = select(train.labels, arch.num_classes, cfg.classes, cfg.train_limit, "synthetic train")
     vkeep, va_y, _ = select(val.labels, arch.num_classes, cfg.classes, cfg.val_limit, "synthetic val")
-    return _bundle(cfg, len(keep), tensor_loader(lambda idx: (train.images(keep[idx]), tr_y[idx])),
-                   len(vkeep), tensor_loader(lambda idx: (val.images(vkeep[idx]), va_y[idx])), k,
-                   rank=rank, world_size=world_size, seed=seed, name="synthetic train")
+    keep, tr_y, vkeep, va_y = (t.to(device) for t in (keep, tr_y, vkeep, va_y))
+    prepare = Normalize((synthetic.MEAN,) * arch.in_chans, (synthetic.STD,) * arch.in_chans)
+    return _bundle(cfg, len(keep), tensor_loader(lambda idx: (train.images(keep[idx]), tr_y[idx]), device),
+                   len(vkeep), tensor_loader(lambda idx: (val.images(vkeep[idx]), va_y[idx]), device), k,
+                   prepare, rank=rank, world_size=world_size, seed=seed, name="synthetic train")
 
 
-def _ffcv(cfg: DataConfig, arch: ViTArch, *, rank, world_size, seed) -> DataBundle:
+def _ffcv(cfg: DataConfig, arch: ViTArch, *, rank, world_size, seed, device) -> DataBundle:
     # Imported here: the FFCV path is optional and says itself what to install when it is missing.
     from tleg_dist.data.ffcv_loader import build_ffcv_data
-    return build_ffcv_data(cfg, arch, rank=rank, world_size=world_size, seed=seed)
+    return build_ffcv_data(cfg, arch, rank=rank, world_size=world_size, seed=seed, device=device)
 
 
 _BUILDERS = {"fashion_mnist": _fashion_mnist, "imagefolder": _imagefolder,
@@ -109,9 +116,12 @@ def build_mixup(cfg: DataConfig, num_classes: int):
                  label_smoothing=cfg.aug.label_smoothing, num_classes=num_classes)
 
 
-def build_data(cfg: DataConfig, arch: ViTArch, *, rank: int, world_size: int, seed: int) -> DataBundle:
+def build_data(cfg: DataConfig, arch: ViTArch, *, rank: int, world_size: int, seed: int,
+               device: torch.device | str = "cpu") -> DataBundle:
+    """`device`: the training device; synthetic batches are made there and FFCV delivers there."""
     if not 0 <= rank < world_size:
         raise ValueError(f"rank {rank} is outside [0, {world_size - 1}]")
-    bundle = _BUILDERS[cfg.format](cfg, arch, rank=rank, world_size=world_size, seed=seed)
+    device = torch.device(device)
+    bundle = _BUILDERS[cfg.format](cfg, arch, rank=rank, world_size=world_size, seed=seed, device=device)
     bundle.mixup = build_mixup(cfg, bundle.num_classes)
     return bundle

@@ -74,13 +74,16 @@ def load_split(root: Optional[Path], split: str) -> tuple[torch.Tensor, torch.Te
 
 
 def to_float(images: torch.Tensor, in_chans: int, img_size: int) -> torch.Tensor:
-    """uint8 N x H x W -> normalised float N x C x img_size x img_size, for a whole batch at once."""
-    x = (images.float().div_(255).sub_(FASHION_MNIST_MEAN).div_(FASHION_MNIST_STD)).unsqueeze(1)
+    """The batch's `prepare`, on the training device: uint8 N x C x H x W -> normalised float
+    N x in_chans x img_size x img_size, for the whole batch at once. Float input passes through."""
+    if images.dtype != torch.uint8:
+        return images
+    x = images.float().div_(255).sub_(FASHION_MNIST_MEAN).div_(FASHION_MNIST_STD)
     if img_size != x.shape[-1]:
         # Bilinear interpolation commutes with the affine normalisation above.
         x = F.interpolate(x, size=(img_size, img_size), mode="bilinear", align_corners=False,
                           antialias=img_size < x.shape[-1])
-    return x.expand(-1, in_chans, -1, -1).contiguous() if in_chans != 1 else x
+    return x.expand(-1, in_chans, -1, -1).contiguous() if in_chans != x.shape[1] else x
 
 
 class AugmentedImages(torch.utils.data.Dataset):

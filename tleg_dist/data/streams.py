@@ -61,12 +61,19 @@ class IndexedVal:
         return self._load(-1, self._batches)
 
 
-def tensor_loader(fetch: Callable[[torch.Tensor], Batch]) -> Loader:
-    """For in-memory data: a batch is one tensor-indexing call, no per-image Python work."""
+def tensor_loader(fetch: Callable[[torch.Tensor], Batch], device: torch.device | str = "cpu") -> Loader:
+    """For in-memory data: a batch is one tensor-indexing call, no per-image Python work.
+
+    The epoch's indices reach `device` (where `fetch` indexes) in one copy; each batch is a slice
+    of them, so no batch waits on a host-to-device transfer.
+    """
 
     def load(epoch: int, batches: list[list[int]]) -> Iterator[Batch]:
+        flat = torch.tensor([i for b in batches for i in b], dtype=torch.long, device=device)
+        start = 0
         for b in batches:
-            yield fetch(torch.tensor(b, dtype=torch.long))
+            yield fetch(flat[start:start + len(b)])
+            start += len(b)
 
     return load
 

@@ -55,12 +55,14 @@ def fit_channels(x: torch.Tensor, in_chans: int) -> torch.Tensor:
 
 
 def train_transform(aug: AugConfig, img_size: int, mean: tuple, std: tuple) -> Callable:
-    """DeiT-style training transform from timm: PIL RGB image -> normalised CHW tensor."""
+    """DeiT-style training transform from timm: PIL RGB image -> uint8 CHW tensor, normalised later on
+    the device (`device.Normalize`). Random erasing acts on normalised pixels, per image, so with
+    aug.reprob > 0 the output is the normalised float tensor instead."""
     # Without random_resized_crop, a full-area square "crop" is a plain resize (for square images).
     crop = {} if aug.random_resized_crop else dict(scale=(1.0, 1.0), ratio=(1.0, 1.0))
     return _patch_posterize(create_transform(
         img_size, is_training=True, hflip=aug.hflip, auto_augment=aug.randaugment or None,
-        color_jitter=None, interpolation=INTERPOLATION, mean=mean, std=std,
+        color_jitter=None, interpolation=INTERPOLATION, mean=mean, std=std, normalize=aug.reprob > 0,
         re_prob=aug.reprob, re_mode="pixel", re_count=1, **crop))
 
 
@@ -85,9 +87,10 @@ def _patch_posterize(transform):
     return transform
 
 
-def eval_transform(img_size: int, mean: tuple, std: tuple) -> Callable:
+def eval_transform(img_size: int) -> Callable:
+    """PIL RGB image -> uint8 CHW tensor (resize, centre crop); normalised on the device."""
     return create_transform(img_size, is_training=False, crop_pct=EVAL_CROP_PCT,
-                            interpolation=INTERPOLATION, mean=mean, std=std)
+                            interpolation=INTERPOLATION, normalize=False)
 
 
 def item_seed(seed: int, epoch: int, index: int) -> int:

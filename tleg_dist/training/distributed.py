@@ -64,6 +64,12 @@ def init(timeout_s: Optional[float] = None) -> DistInfo:
                                                                         os.environ["WORLD_SIZE"])))
     _set_threads(local_world)
     cuda = torch.cuda.is_available()
+    if timeout_s is not None:
+        # DeepSpeed reduces gradients in its own clone of the world group (new_group without a
+        # timeout), which takes this module-wide default: without it, only our own collectives
+        # would time out, and a step has none of them between log steps.
+        dist.distributed_c10d.default_pg_timeout = timedelta(seconds=timeout_s)
+        dist.distributed_c10d.default_pg_nccl_timeout = timedelta(seconds=timeout_s)
     if not dist.is_initialized():
         # timeout bounds every collective: a rank stuck on a dead peer raises instead of hanging
         kw = {} if timeout_s is None else {"timeout": timedelta(seconds=timeout_s)}
@@ -75,11 +81,16 @@ def init(timeout_s: Optional[float] = None) -> DistInfo:
     return DistInfo(dist.get_rank(), dist.get_world_size(), local_rank, local_world, device)
 
 
+def reduce_(t: torch.Tensor, op: str = "sum") -> torch.Tensor:
+    """In place across ranks, on the tensor's own device (no host copy). Also called at one rank,
+    where it is nearly free, so that the collectives a run makes do not depend on its size."""
+    if dist.is_initialized():
+        dist.all_reduce(t, op={"sum": dist.ReduceOp.SUM, "min": dist.ReduceOp.MIN, "max": dist.ReduceOp.MAX}[op])
+    return t
+
+
 def all_reduce_sum(values: list[float], device: torch.device) -> list[float]:
-    t = torch.tensor(values, dtype=torch.float64, device=device)
-    if dist.is_initialized() and dist.get_world_size() > 1:
-        dist.all_reduce(t)
-    return t.tolist()
+    return reduce_(torch.tensor(values, dtype=torch.float64, device=device)).tolist()
 
 
 def any_rank(flag: bool, device: torch.device) -> bool:

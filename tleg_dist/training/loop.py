@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 from typing import Callable, Optional
@@ -10,13 +11,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from tleg_dist.data.device import to_device
 from tleg_dist.training.checkpoint import Position
-from tleg_dist.training.distributed import DistInfo, all_reduce_sum, any_rank
-from tleg_dist.utils.errors import UserError
-
-
-class NonFiniteLossError(FloatingPointError, UserError):
-    pass
+from tleg_dist.training.distributed import DistInfo, any_rank, reduce_
+from tleg_dist.training.loss_tracker import LossTracker, NonFiniteLossError, describe
 
 
 @dataclass
@@ -31,6 +29,8 @@ class LoopContext:
     max_nan_skips: int
     log_every: int
     global_batch: int
+    losses: LossTracker
+    prepare: Callable = None  # the source's on-device normalisation (DataBundle.prepare)
     ema: object = None
     nan_skips: int = 0
 
@@ -42,77 +42,88 @@ def seed_step(seed: int, micro_step: int, rank: int) -> None:
     np.random.seed(s)
 
 
+def _skip_non_finite(ctx: LoopContext, loss: torch.Tensor, pos: Position, metrics) -> bool:
+    """nan_policy=skip: decide now whether this batch takes a step. The price is a host sync (and an
+    all-reduce on several ranks) every micro-step, as the decision cannot wait for a log step."""
+    if not any_rank(not torch.isfinite(loss).item(), ctx.dist.device):
+        return False
+    ctx.nan_skips += 1
+    if ctx.nan_skips > ctx.max_nan_skips:
+        raise NonFiniteLossError(describe(pos, ctx.nan_skips, ctx.nan_policy, ctx.max_nan_skips))
+    metrics.print(f"skipping non-finite loss at step {pos.global_step} ({ctx.nan_skips}/{ctx.max_nan_skips})")
+    return True
+
+
 def train_steps(ctx: LoopContext, batches, pos: Position, metrics, on_step: Callable[[], bool]) -> bool:
-    """Consume `batches`; call `on_step` after each optimizer step. Returns False if it asked to stop."""
+    """Consume `batches`; call `on_step` after each optimizer step. Returns False if it asked to stop.
+
+    Nothing here waits for the device except at log steps (`ctx.losses.settle`) and with nan_policy=skip.
+    """
     engine, d = ctx.engine, ctx.dist
     t0, seen = time.perf_counter(), 0
-    for x, y in batches:
+    for x, y in to_device(batches, d.device, ctx.prepare):
         seed_step(ctx.seed, pos.micro_step, d.rank)
-        x, y = x.to(d.device, non_blocking=True), y.to(d.device, non_blocking=True)
         if ctx.mixup is not None:
             x, y = ctx.mixup(x, y)
         out = engine(x.to(ctx.dtype))
         loss = ctx.criterion(x, out, y)
+        before = dataclasses.replace(pos)
         pos.batch_in_epoch += 1
         pos.micro_step += 1
-        if any_rank(not torch.isfinite(loss).item(), d.device):
-            ctx.nan_skips += 1
-            if ctx.nan_policy == "stop" or ctx.nan_skips > ctx.max_nan_skips:
-                raise NonFiniteLossError(
-                    f"non-finite loss at epoch {pos.epoch}, batch {pos.batch_in_epoch - 1}, optimizer step "
-                    f"{pos.global_step} ({ctx.nan_skips} so far; train.nan_policy={ctx.nan_policy}, "
-                    f"max_nan_skips={ctx.max_nan_skips}); last good checkpoint kept")
-            metrics.print(f"skipping non-finite loss at step {pos.global_step} ({ctx.nan_skips}/{ctx.max_nan_skips})")
+        if ctx.nan_policy == "skip" and _skip_non_finite(ctx, loss, before, metrics):
             metrics.update(1)
             continue
+        ctx.losses.add(loss, before)
         boundary = engine.is_gradient_accumulation_boundary()
         engine.backward(loss)
         engine.step()
         seen += x.shape[0]
-        metrics.update(1, loss=loss.item())
+        metrics.update(1)
         if not boundary:
             continue
         pos.global_step = engine.global_steps
         if ctx.ema is not None:
             ctx.ema.update(engine.module, step=pos.global_step)
         if pos.global_step % ctx.log_every == 0:
+            mean_loss = ctx.losses.settle()
             dt = time.perf_counter() - t0
             ips = seen * d.world_size / max(dt, 1e-9)
-            metrics.log("train", pos.global_step, epoch=pos.epoch, loss=loss.item(),
+            metrics.update(0, loss=mean_loss)
+            metrics.log("train", pos.global_step, epoch=pos.epoch, loss=mean_loss,
                         lr=engine.get_lr()[0], images_per_s=ips)
             t0, seen = time.perf_counter(), 0
         if not on_step():
             return False
+    ctx.losses.settle()  # the epoch's end is a checkpoint: no NaN may slip past it
     return True
 
 
 @torch.no_grad()
-def evaluate(model, val, dist: DistInfo, dtype: torch.dtype) -> dict:
+def evaluate(model, val, dist: DistInfo, dtype: torch.dtype, prepare: Callable = None) -> dict:
     """Top-1/top-5 over every rank's disjoint share. Ranks with fewer batches run dummy
     forwards, because ZeRO-3 gathers parameters collectively at each forward."""
     was_training = model.training
     model.eval()
-    sums = torch.zeros(4, dtype=torch.float64)  # loss, top1, top5, count
-    it = iter(val)
+    sums = torch.zeros(4, dtype=torch.float64, device=dist.device)  # loss, top1, top5, count
+    rounds = int(reduce_(torch.tensor(len(val), device=dist.device), "max"))  # one agreement, not one per batch
+    batches = to_device(val, dist.device, prepare)
     dummy = None
-    while True:
-        batch = next(it, None)
-        if not any_rank(batch is not None, dist.device):
-            break
+    for _ in range(rounds):
+        batch = next(batches, None)
         if batch is None:
             if dummy is None:
                 raise RuntimeError(f"rank {dist.rank} has no validation data; use fewer ranks or more val images")
             model(dummy)
             continue
-        x, y = batch[0].to(dist.device), batch[1].to(dist.device)
+        x, y = batch
         dummy = x[:1].to(dtype)
         out = model(x.to(dtype)).float()
         k = min(5, out.shape[1])
-        topk = out.topk(k, dim=1).indices
-        hit = topk == y[:, None]
-        sums += torch.tensor([F.cross_entropy(out, y, reduction="sum").item(), hit[:, 0].sum().item(),
-                              hit.any(dim=1).sum().item(), y.numel()], dtype=torch.float64)
-    loss, top1, top5, n = all_reduce_sum(sums.tolist(), dist.device)
+        hit = out.topk(k, dim=1).indices == y[:, None]
+        sums += torch.stack([F.cross_entropy(out, y, reduction="sum").double(), hit[:, 0].sum().double(),
+                             hit.any(dim=1).sum().double(),
+                             torch.full((), float(y.numel()), dtype=torch.float64, device=dist.device)])
+    loss, top1, top5, n = reduce_(sums).tolist()
     model.train(was_training)
     n = max(n, 1)
     return {"loss": loss / n, "top1": 100 * top1 / n, "top5": 100 * top5 / n, "count": int(n)}

@@ -69,6 +69,16 @@ def build_model(cfg: RunConfig, num_classes: int) -> nn.Module:
     return model
 
 
+def compile_engine(engine, cfg: RunConfig, zero_stage: int) -> None:
+    """model.compile: torch.compile through DeepSpeed, which compiles the module in place (same keys)."""
+    if zero_stage == 3 and isinstance(engine.module, AuxNet):
+        # ZeRO-3 gathers the learngene in the Learngene module's hooks, which dynamo cannot trace
+        # (it sees the empty partitions): the expansion runs eagerly, everything after it compiles.
+        learngene = engine.module.learngene
+        learngene.forward = torch.compiler.disable(learngene.forward)
+    engine.compile(compile_kwargs={"mode": cfg.model.compile.mode})
+
+
 @torch.no_grad()
 def export_state(model: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().float().cpu().contiguous() for k, v in model.state_dict().items()}

@@ -1,7 +1,8 @@
 """Preemption: a signal sets a flag; the loop saves at the next step boundary and exits.
 
-All ranks must agree to save (a checkpoint is collective), so the flag is reduced
-across ranks at every optimizer step.
+All ranks must agree to save (a checkpoint is collective), so on several ranks the flag is
+reduced across ranks at log steps and checkpoint steps (not every step: that would be a host
+sync per step); a signal is acted on within train.log_every_steps optimizer steps.
 """
 
 from __future__ import annotations

@@ -28,8 +28,9 @@ from tleg_dist.training.checkpoint import (Checkpointer, CheckpointError, Positi
                                           tag_for)
 from tleg_dist.training.exports import export_final
 from tleg_dist.training.loop import LoopContext, evaluate, train_steps
+from tleg_dist.training.loss_tracker import LossTracker
 from tleg_dist.training.metrics import MetricsLog
-from tleg_dist.training.model_factory import build_model
+from tleg_dist.training.model_factory import build_model, compile_engine
 from tleg_dist.training.preempt import PreemptionFlag, requeue_if_asked
 
 log = logging.getLogger("tleg_dist")
@@ -85,7 +86,8 @@ def train(cfg: RunConfig, resume: str | None = None) -> dict:
     if cfg.train.ema_decay is not None and stage3:
         raise ConfigError("train.ema_decay: EMA is not supported with ZeRO-3 (parameters are partitioned)")
 
-    data = build_data(cfg.data, cfg.model.arch(), rank=dist.rank, world_size=dist.world_size, seed=cfg.seed)
+    data = build_data(cfg.data, cfg.model.arch(), rank=dist.rank, world_size=dist.world_size, seed=cfg.seed,
+                      device=dist.device)
     teacher = None
     if cfg.distill.type != "none":
         teacher = build_teacher(cfg.distill.teacher, data.num_classes, cfg.model.in_chans).to(dist.device)
@@ -100,6 +102,8 @@ def train(cfg: RunConfig, resume: str | None = None) -> dict:
         model=model, optimizer=optim.build_optimizer(model, cfg.optim, peak), config=ds,
         lr_scheduler=optim.scheduler_factory(cfg.optim, total_steps=total_steps,
                                              steps_per_epoch=steps_per_epoch, peak=peak))
+    if cfg.model.compile.enabled:
+        compile_engine(engine, cfg, ds_config.zero_stage(ds))
     ema = None
     if cfg.train.ema_decay is not None:
         from timm.utils import ModelEmaV3
@@ -121,8 +125,9 @@ def train(cfg: RunConfig, resume: str | None = None) -> dict:
                   f"zero={ds_config.zero_stage(ds)} bf16={bf16} global_batch={global_batch} lr={peak:.3g} "
                   f"steps/epoch={steps_per_epoch} -> {out}")
     dtype = torch.bfloat16 if bf16 else torch.float32
+    losses = LossTracker(dist.device, cfg.train.nan_policy, cfg.train.max_nan_skips)
     ctx = LoopContext(engine, _criterion(cfg, teacher), dist, dtype, data.mixup, cfg.seed, cfg.train.nan_policy,
-                      cfg.train.max_nan_skips, cfg.train.log_every_steps, global_batch, ema)
+                      cfg.train.max_nan_skips, cfg.train.log_every_steps, global_batch, losses, data.prepare, ema)
     meta = {"stage": cfg.stage, "arch": cfg.model.arch().to_dict() | {"num_classes": data.num_classes},
             "depth": cfg.model.depth, "zero_stage": ds_config.zero_stage(ds), "bf16": bf16,
             "world_size": dist.world_size, "config": cfg.model_dump(mode="json")}
@@ -138,14 +143,23 @@ def train(cfg: RunConfig, resume: str | None = None) -> dict:
     flag = PreemptionFlag().install()
     stopped = None
 
+    def save() -> None:
+        losses.settle()  # a NaN not yet read must stop the run before it reaches a checkpoint
+        ckpt.save(engine, pos, meta, client_state())
+
     def on_step() -> bool:
         nonlocal stopped
         every = cfg.checkpoint.every_steps
-        preempted = distributed.any_rank(flag.received is not None, dist.device) if dist.world_size > 1 \
-            else flag.received is not None
         done = cfg.train.max_steps is not None and pos.global_step >= cfg.train.max_steps
-        if preempted or done or (every and pos.global_step % every == 0):
-            ckpt.save(engine, pos, meta, client_state())
+        due = done or bool(every and pos.global_step % every == 0)
+        preempted = flag.received is not None
+        if dist.world_size > 1:
+            # Every rank must save together, so they agree on the signal, but only where they meet
+            # anyway (log steps, saves): an all-reduce every step would stall the device.
+            preempted = (due or pos.global_step % cfg.train.log_every_steps == 0) and \
+                distributed.any_rank(preempted, dist.device)
+        if preempted or due:
+            save()
         if preempted:
             stopped = "preempted"
         elif done:
@@ -164,16 +178,16 @@ def train(cfg: RunConfig, resume: str | None = None) -> dict:
                 break
             pos.epoch, pos.batch_in_epoch = pos.epoch + 1, 0
             if pos.epoch % cfg.train.eval_every_epochs == 0 or pos.epoch == cfg.train.epochs:
-                last_eval = evaluate(engine, data.val, dist, dtype)
+                last_eval = evaluate(engine, data.val, dist, dtype, data.prepare)
                 if ema is not None:
-                    last_eval["ema_top1"] = evaluate(ema.module, data.val, dist, dtype)["top1"]
+                    last_eval["ema_top1"] = evaluate(ema.module, data.val, dist, dtype, data.prepare)["top1"]
                 metrics.log("eval", pos.global_step, epoch=pos.epoch, **last_eval)
                 metrics.print(f"[tleg] epoch {pos.epoch}: val top1 {last_eval['top1']:.2f}% "
                               f"top5 {last_eval['top5']:.2f}% loss {last_eval['loss']:.4f}")
                 if last_eval["top1"] > pos.best_top1:
                     pos.best_top1 = last_eval["top1"]
                     pos.best_tag = tag_for(pos.global_step)
-            ckpt.save(engine, pos, meta, client_state())
+            save()
     finally:
         flag.uninstall()
         metrics.close_bar()
@@ -188,7 +202,7 @@ def train(cfg: RunConfig, resume: str | None = None) -> dict:
         requeue_if_asked(dist.is_main)
     else:
         if not last_eval:
-            last_eval = evaluate(engine, data.val, dist, dtype)
+            last_eval = evaluate(engine, data.val, dist, dtype, data.prepare)
             summary.update({f"val_{k}": v for k, v in last_eval.items()})
         summary["files"] = export_final(cfg, engine, meta, out, dist.is_main, summary)
     if dist.is_main:
