@@ -1,5 +1,5 @@
 """eval_preprocessing describes each loader's eval pipeline: timm's create_transform with those
-fields gives the loader's very tensors (image folders: RGB and grey, default and recipe
+fields gives the loader's very tensors, once normalised on the device as the trainer does (image folders: RGB and grey, default and recipe
 statistics; Fashion-MNIST at its own size)."""
 
 from __future__ import annotations
@@ -39,7 +39,8 @@ def make_tree(root: Path) -> Path:
 def test_image_folder_eval_is_timms_transform_from_the_fields(tmp_path, in_chans, stats):
     data = DataConfig(format="imagefolder", root=make_tree(tmp_path), batch_size=2, eval_batch_size=8, **stats)
     arch = ViTArch(img_size=16, patch_size=4, in_chans=in_chans, num_classes=2)
-    run_x = torch.cat([x for x, _ in build_data(data, arch, rank=0, world_size=1, seed=0).val])
+    bundle = build_data(data, arch, rank=0, world_size=1, seed=0)
+    run_x = torch.cat([bundle.prepare(x) for x, _ in bundle.val])  # the loader's pixels, normalised as on the device
     transform = create_transform(input_size=(in_chans, 16, 16), **eval_preprocessing(data, in_chans))
     _, paths, _ = scan(tmp_path / "val", ["a", "b"])
     timm_x = torch.stack([transform(Image.open(p).convert("RGB" if in_chans == 3 else "L")) for p in paths])
@@ -50,7 +51,7 @@ def test_image_folder_eval_is_timms_transform_from_the_fields(tmp_path, in_chans
                     reason="apt-get install dataset-fashion-mnist")
 def test_fashion_mnist_at_its_own_size():
     images = fm.load_split(None, "val")[0][:4]
-    want = fm.to_float(images, 1, 28)
+    want = fm.to_float(images.unsqueeze(1), 1, 28)  # the batch's on-device normalisation
     transform = create_transform(input_size=(1, 28, 28), **eval_preprocessing({"format": "fashion_mnist"}, 1))
     got = torch.stack([transform(Image.fromarray(im.numpy(), mode="L")) for im in images])
     torch.testing.assert_close(got, want, atol=1e-6, rtol=0)

@@ -93,7 +93,7 @@ def test_resolve_data_config_reproduces_the_runs_eval_pipeline(run):
     data = build_data(cfg.data, cfg.model.arch(), rank=0, world_size=1, seed=cfg.seed)
     names, _, _ = scan(cfg.data.root / "train")
     _, paths, labels = scan(cfg.data.root / "val", names)
-    run_x = torch.cat([x for x, _ in data.val])
+    run_x = torch.cat([data.prepare(x) for x, _ in data.val])  # normalised on the device, as in training
     timm_x = torch.stack([transform(Image.open(p).convert("L")) for p in paths])
     assert torch.equal(timm_x, run_x)
     with torch.no_grad():  # and so the loaded model scores what the run reported
