@@ -95,9 +95,27 @@ class PeakMemory:
         return round(self.peak / 2**30, 3)
 
 
-def bare_img_s(cfg, device, steps: int, warmup: int = 3) -> float:
-    """The same model, batch and device in a plain loop; this rank's images/s."""
+def average_grads(model, world: int) -> None:
+    """What data parallelism costs at the least: one all-reduce of every gradient (DDP's, in one
+    bucket, with no overlap), so the bare loop at N ranks trains the same model the trainer does."""
     import torch
+    import torch.distributed as tdist
+
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    tdist.all_reduce(flat)
+    flat.div_(world)
+    offset = 0
+    for g in grads:
+        g.copy_(flat[offset:offset + g.numel()].view_as(g))
+        offset += g.numel()
+
+
+def bare_img_s(cfg, device, steps: int, warmup: int = 3) -> float:
+    """The same model, batch and device in a plain loop (averaging gradients across ranks, as any
+    data-parallel loop must); this rank's images/s."""
+    import torch
+    import torch.distributed as tdist
     import torch.nn.functional as F
 
     from tleg_dist.data import build_data
@@ -112,6 +130,7 @@ def bare_img_s(cfg, device, steps: int, warmup: int = 3) -> float:
     if cfg.model.compile.enabled:
         model.compile(mode=cfg.model.compile.mode)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    world = tdist.get_world_size() if tdist.is_initialized() else 1
     autocast = torch.autocast("cuda", torch.bfloat16) if device.type == "cuda" else nullcontext()
     for i in range(warmup + steps):
         if i == warmup:
@@ -123,6 +142,8 @@ def bare_img_s(cfg, device, steps: int, warmup: int = 3) -> float:
         with autocast:
             loss = F.cross_entropy(model(x), y)
         loss.backward()
+        if world > 1:
+            average_grads(model, world)
         opt.step()
     if device.type == "cuda":
         torch.cuda.synchronize()
