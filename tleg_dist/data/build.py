@@ -57,7 +57,8 @@ def _fashion_mnist(cfg: DataConfig, arch: ViTArch, *, rank, world_size, seed, de
         train_load = tensor_loader(lambda idx: pin(tr_x[idx].unsqueeze(1), tr_y[idx]))
     # Evaluation never augments, so it always takes the fast path.
     val_load = tensor_loader(lambda idx: pin(va_x[idx].unsqueeze(1), va_y[idx]))
-    return _bundle(cfg, len(tr_y), train_load, len(va_y), val_load, k, functools.partial(fm.to_float, in_chans=c, img_size=s), rank=rank,
+    prepare = functools.partial(fm.to_float, in_chans=c, img_size=s)
+    return _bundle(cfg, len(tr_y), train_load, len(va_y), val_load, k, prepare, rank=rank,
                    world_size=world_size, seed=seed, name="Fashion-MNIST train")
 
 

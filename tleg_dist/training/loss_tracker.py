@@ -40,13 +40,13 @@ class LossTracker:
         self.where: dict[int, Position] = {}  # micro-step -> position, for the error message
 
     def add(self, loss: torch.Tensor, pos: Position) -> None:
-        """`pos` as it was before this micro-batch. No host sync."""
+        """`pos`: a snapshot taken before this micro-batch (kept as it is). No host sync."""
         loss = loss.detach()
         finite = torch.isfinite(loss)
         self.sum += torch.where(finite, loss.double(), 0.0)
         self.count += 1
         self.first_bad = torch.minimum(self.first_bad, torch.where(finite, _NONE, pos.micro_step))
-        self.where[pos.micro_step] = Position(pos.epoch, pos.batch_in_epoch, pos.global_step, pos.micro_step)
+        self.where[pos.micro_step] = pos
 
     def settle(self) -> float | None:
         """Mean finite loss since the last settle over all ranks (None if none); raises on a non-finite one."""
