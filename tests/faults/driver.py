@@ -108,6 +108,6 @@ def install() -> None:
 
 if __name__ == "__main__":
     install()
-    from tleg_dist.train import main
+    from tleg_dist.train import run
 
-    sys.exit(main())
+    run()

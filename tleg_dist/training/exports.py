@@ -18,6 +18,7 @@ import deepspeed
 from safetensors.torch import save_file
 
 from tleg_dist import learngene_file, model_card, model_folder
+from tleg_dist.artifacts import run_folder as rf
 from tleg_dist.config import RunConfig
 from tleg_dist.data.preprocessing import eval_preprocessing
 from tleg_dist.models.arch import ViTArch
@@ -34,27 +35,27 @@ def export_final(cfg: RunConfig, engine, meta: dict, out: Path, is_main: bool, s
         return {}
     arch = ViTArch(**meta["arch"])
     if cfg.stage == "teacher":
-        with atomic_path(out / "teacher.safetensors") as tmp:
+        with atomic_path(out / rf.TEACHER_WEIGHTS) as tmp:
             save_file(state, str(tmp), metadata={"stage": cfg.stage})
         info = {"model": cfg.distill.teacher.model, "num_classes": arch.num_classes, "in_chans": arch.in_chans}
-        (out / "teacher.json").write_text(json.dumps(info, indent=1))
-        return {"weights": str(out / "teacher.safetensors"), "config": str(out / "teacher.json")}
+        (out / rf.TEACHER_CONFIG).write_text(json.dumps(info, indent=1))
+        return {"weights": str(out / rf.TEACHER_WEIGHTS), "config": str(out / rf.TEACHER_CONFIG)}
     run_config, preprocessing = meta["config"], eval_preprocessing(cfg.data, arch.in_chans)
     if cfg.stage == "learngene":
         extra = {"val_top1": f"{summary.get('val_top1', float('nan')):.4f}", "global_step": str(summary["global_step"]),
                  learngene_file.PREPROCESSING: json.dumps(preprocessing)}
         files = learngene_file.save_folder(
-            out / "learngene", aux_to_file(state), arch, cfg.model.depth, force=True, extra=extra,
+            out / rf.LEARNGENE_FOLDER, aux_to_file(state), arch, cfg.model.depth, force=True, extra=extra,
             card=lambda config: model_card.learngene_card(config, run_config=run_config, summary=summary))
-        link_or_copy(files[0], out / "learngene.safetensors")
-        return {"learngene": str(out / "learngene.safetensors"), "folder": str(files[0].parent)}
+        link_or_copy(files[0], out / rf.LEARNGENE_FILE)
+        return {"learngene": str(out / rf.LEARNGENE_FILE), "folder": str(files[0].parent)}
     model_args = arch.timm_kwargs(cfg.model.depth)
     lg = cfg.model.learngene if cfg.model.init == "learngene" else None
     card = model_card.des_net_card(model_args, preprocessing, run_config=run_config, summary=summary,
                                    learngene=model_card.learngene_source(lg))
-    files = model_folder.write(out / "model", state, model_args, preprocessing=preprocessing, card=card, force=True,
+    files = model_folder.write(out / rf.MODEL_FOLDER, state, model_args, preprocessing=preprocessing, card=card, force=True,
                                info={"stage": cfg.stage, "depth": cfg.model.depth,
                                      "global_step": summary["global_step"]})
-    link_or_copy(files[0], out / "final.safetensors")
-    (out / "final.json").write_text(json.dumps(model_args, indent=1))
-    return {"model": str(files[0].parent), "weights": str(out / "final.safetensors"), "config": str(out / "final.json")}
+    link_or_copy(files[0], out / rf.LEGACY_WEIGHTS)
+    (out / rf.LEGACY_CONFIG).write_text(json.dumps(model_args, indent=1))
+    return {"model": str(files[0].parent), "weights": str(out / rf.LEGACY_WEIGHTS), "config": str(out / rf.LEGACY_CONFIG)}

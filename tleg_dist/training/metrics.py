@@ -9,6 +9,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from tleg_dist.artifacts import run_folder
+
 
 class MetricsLog:
     def __init__(self, output_dir: Path, enabled: bool, progress: bool):
@@ -19,7 +21,7 @@ class MetricsLog:
         if enabled:
             from torch.utils.tensorboard import SummaryWriter
 
-            self._jsonl = open(Path(output_dir) / "metrics.jsonl", "a", buffering=1)
+            self._jsonl = open(Path(output_dir) / run_folder.METRICS, "a", buffering=1)
             self._tb = SummaryWriter(str(Path(output_dir) / "tb"))
 
     def log(self, kind: str, step: int, **values) -> None:

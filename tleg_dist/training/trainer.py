@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import random
 import time
@@ -19,6 +18,7 @@ import torch
 from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
 
 from tleg_dist import config as config_lib
+from tleg_dist.artifacts import run_folder
 from tleg_dist.config import ConfigError, RunConfig
 from tleg_dist.data import build_data
 from tleg_dist.losses import DistillationLoss
@@ -66,7 +66,7 @@ def _prepare_output(cfg: RunConfig, resume: str | None, is_main: bool) -> Path:
     if is_main:
         try:
             out.mkdir(parents=True, exist_ok=True)
-            (out / "config.yaml").write_text(config_lib.to_yaml(cfg))
+            (out / run_folder.CONFIG).write_text(config_lib.to_yaml(cfg))
         except OSError as e:
             raise CheckpointError(f"cannot write to output_dir {out}: {e}") from e
     return out
@@ -193,6 +193,7 @@ def train(cfg: RunConfig, resume: str | None = None) -> dict:
         metrics.close_bar()
 
     summary = {"stage": cfg.stage, "depth": cfg.model.depth, "status": stopped or "completed",
+               "fingerprint": run_folder.fingerprint(cfg),
                "epoch": pos.epoch, "global_step": pos.global_step,
                "images_seen": pos.micro_step * cfg.data.batch_size * dist.world_size,
                "params": n_params, "wall_time_s": time.time() - t_start, "best_top1": pos.best_top1,
@@ -206,7 +207,7 @@ def train(cfg: RunConfig, resume: str | None = None) -> dict:
             summary.update({f"val_{k}": v for k, v in last_eval.items()})
         summary["files"] = export_final(cfg, engine, meta, out, dist.is_main, summary)
     if dist.is_main:
-        (out / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
+        run_folder.write_summary(out, summary)
     metrics.close()
     distributed.barrier()
     return summary
