@@ -38,19 +38,22 @@ def make_learngene(out: Path) -> Path:
 
 
 def timed_sweep(args, lg: Path, slots: int, out: Path) -> tuple[float, list[dict]]:
-    from tleg_dist.sweep import config, runner
+    from tleg_dist.plans import recipes, sweep
+    from tleg_dist.plans.executors import EXECUTORS
+    from tleg_dist.plans.run import execute
 
     shutil.rmtree(out, ignore_errors=True)
-    overrides = [f"learngene={lg}", f"output_dir={out}", f"depths=[{args.depths}]", f"array_parallelism={slots}"]
+    overrides = [f"learngene={lg}", f"output_dir={out}", f"depths=[{args.depths}]", f"resources.parallelism={slots}"]
     if args.finetune:
         overrides.append("overrides=[" + ",".join(args.finetune) + "]")
-    cfg = config.load(args.config, overrides)
+    recipe = recipes.load(sweep.SweepRecipe, args.config, overrides)
+    executor = EXECUTORS["slurm" if args.cluster else "local"](recipe.resources, out)
     t0 = time.perf_counter()
-    outcome = runner.run_sweep(cfg, cluster=args.cluster, poll_s=0.2, progress_every_s=1e9,
-                               echo=lambda s: print(s, file=sys.stderr, flush=True))
+    outcome = execute(sweep.build(recipe), executor, out, poll_s=0.2, progress_every_s=1e9,
+                      echo=lambda s: print(s, file=sys.stderr, flush=True))
     wall = time.perf_counter() - t0
     if not outcome.ok:
-        raise SystemExit(f"sweep with {slots} slot(s) failed: depths {[r.depth for r in outcome.failed]}")
+        raise SystemExit(f"sweep with {slots} slot(s) failed: {sorted(outcome.failed)}")
     return wall, sorted(outcome.records, key=lambda r: r["depth"])
 
 

@@ -2,14 +2,15 @@
 
     python launchers/experiment.py --config configs/experiments/fmnist.yaml             # full run
     python launchers/experiment.py --config configs/experiments/fmnist.yaml --smoke     # tiny budget (CI)
+    python launchers/experiment.py --config configs/experiments/fmnist.yaml --cluster   # on Slurm
     python launchers/experiment.py --config configs/experiments/fmnist.yaml --dry-run   # runs and budgets
     python launchers/experiment.py --config configs/experiments/fmnist.yaml --report-only
     python launchers/experiment.py --config X.yaml seeds=[0] depths=[2,4]              # recipe overrides
 
 Rerunning the same command continues: finished runs are reused, an interrupted one resumes
 from its checkpoint. --report-only writes the tables and plots from the runs finished so far
-(labelled PARTIAL until every planned run has finished). One process runs the stages one
-after another; set OMP_NUM_THREADS to the cores it may use.
+(labelled PARTIAL until every planned run has finished). In-process (the default), the stages
+run one after another; set OMP_NUM_THREADS to the cores they may use.
 """
 
 from __future__ import annotations
@@ -18,46 +19,51 @@ import argparse
 import shlex
 import sys
 import time
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: make the package importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
 def main(argv: list[str] | None = None) -> int:
-    from tleg_dist.config import ConfigError
-    from tleg_dist.experiments import config, report, runner
-    from tleg_dist.experiments.plan import build_plan
+    from tleg_dist.experiments import report
+    from tleg_dist.plans import experiment, launch
+    from tleg_dist.plans.run import collect
+    from tleg_dist.utils.errors import UserError
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", required=True, help="an experiment recipe (configs/experiments/*.yaml)")
     p.add_argument("--smoke", action="store_true", help="the recipe's smoke budget (a few minutes)")
     p.add_argument("--dry-run", action="store_true", help="print every planned run and its budget; train nothing")
     p.add_argument("--report-only", action="store_true", help="write results from the runs finished so far")
+    launch.add_arguments(p, default="in-process")
     p.add_argument("overrides", nargs="*", help="key=value on the experiment recipe")
-    args = p.parse_args(argv)
+    args = p.parse_intermixed_args(argv)  # overrides may come before or after options
     # The command that trains these runs (a --report-only rebuild quotes it, not itself).
     given = sys.argv[1:] if argv is None else argv
     command = shlex.join(["python", "launchers/experiment.py", *(a for a in given if a != "--report-only")])
     t0 = time.time()
     try:
-        x = config.load(args.config, args.overrides, smoke=args.smoke)
-        plan = build_plan(x, smoke=args.smoke)
+        x = experiment.load(args.config, args.overrides, smoke=args.smoke)
+        plan = experiment.build(x, smoke=args.smoke)
         if args.dry_run:
             for j in plan:
-                print(f"{j.name:45s} {j.images:>9,} images (+{j.aux_share:,.0f} charged) -> {j.out}")
+                print(f"{j.name:45s} {j.labels['planned_images']:>9,} images "
+                      f"(+{j.labels.get('aux_share', 0):,.0f} charged) -> {j.out}")
             return 0
-
-        def write(records, planned):
-            report.write(x, plan, records, planned, smoke=args.smoke, command=command,
-                         invocation_s=None if args.report_only else time.time() - t0)
-
+        code = 0
         if not args.report_only:
-            runner.run(x, smoke=args.smoke, on_progress=write)
-        records, planned = runner.collect(plan)
-        write(records, planned)
-    except (ConfigError, runner.ExperimentError) as e:
+            outcome = launch.run(plan, x, args)
+            code = launch.write_results(outcome, Path(x.output_dir), "experiment runs (per-run table)")
+        records = experiment.records(plan, collect(plan))
+        report.write(x, plan, records, len(plan), smoke=args.smoke, command=command,
+                     invocation_s=None if args.report_only else time.time() - t0)
+    except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    print(f"[experiment] {len(records)}/{planned} runs finished in {time.time() - t0:.0f} s; "
+    print(f"[experiment] {len(records)}/{len(plan)} runs finished in {time.time() - t0:.0f} s; "
           f"results in {x.results_dir}/results.md", flush=True)
-    return 0
+    return code
 
 
 if __name__ == "__main__":

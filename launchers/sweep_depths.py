@@ -1,12 +1,12 @@
 """Fine-tune Des-Nets of several depths from one learngene, as concurrent submitit jobs.
 
-    # local (default): jobs run on this machine, `array_parallelism` at a time
+    # local (default): jobs run on this machine, `resources.parallelism` at a time
     python launchers/sweep_depths.py --config configs/sweep/cpu_tiny.yaml
     # Slurm array, one task per depth (cluster named explicitly, never guessed)
     python launchers/sweep_depths.py --config configs/sweep/RECIPE.yaml --cluster [--no-wait]
     # overrides of the sweep recipe: depths=[2,4,8] resources.timeout_min=30 output_dir=runs/s2
 
-Re-running skips depths that finished (their result record exists) and resumes the rest
+Re-running skips depths that finished (their run's summary.json says so) and resumes the rest
 from their checkpoints. Results: OUTPUT_DIR/results.{md,csv,json,png}. See docs/cluster.md.
 """
 
@@ -21,29 +21,25 @@ if __package__ in (None, ""):  # run as a script: make the package importable
 
 
 def main(argv=None) -> int:
+    from tleg_dist.plans import launch, recipes, sweep
+    from tleg_dist.utils.errors import UserError
+
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", required=True, help="sweep recipe YAML (see configs/sweep/)")
-    p.add_argument("--cluster", action="store_true", help="submit a Slurm array instead of running locally")
-    p.add_argument("--no-wait", dest="wait", action="store_false", help="submit and return (with --cluster)")
-    p.add_argument("--poll", type=float, default=1.0, help="seconds between status checks")
-    p.add_argument("--progress-every", type=float, default=30.0, help="seconds between progress lines")
+    launch.add_arguments(p, default="local")
     p.add_argument("overrides", nargs="*", help="key.sub=value overrides of the sweep recipe")
-    args = p.parse_args(argv)
-
-    from tleg_dist.config import ConfigError
-    from tleg_dist.learngene_file import LearngeneFileError
-    from tleg_dist.sweep import config, runner
-
+    args = p.parse_intermixed_args(argv)  # overrides may come before or after options
     try:
-        cfg = config.load(args.config, args.overrides)
-        outcome = runner.run_sweep(cfg, cluster=args.cluster, wait=args.wait, poll_s=args.poll,
-                                   progress_every_s=args.progress_every, echo=lambda s: print(s, flush=True))
-    except (ConfigError, LearngeneFileError, runner.SweepError) as e:
+        recipe = recipes.load(sweep.SweepRecipe, args.config, args.overrides)
+        outcome = launch.run(sweep.build(recipe), recipe, args)
+    except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
-    return 0 if outcome.ok else 1
+    lg = Path(recipe.learngene)
+    return launch.write_results(outcome, Path(recipe.output_dir), f"{lg.parent.name}/{lg.name} -> "
+                                                                  f"{Path(recipe.finetune_recipe).name}")
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+from types import SimpleNamespace
 import subprocess
 import sys
 
@@ -16,8 +17,8 @@ from tleg_dist import config as config_lib
 from tleg_dist import learngene_file
 from tleg_dist.config import ConfigError
 from tleg_dist.experiments import budget, summary
-from tleg_dist.experiments import config as xconfig
-from tleg_dist.experiments.plan import build_plan
+from tleg_dist.plans import experiment as xconfig
+from tleg_dist.plans.experiment import build as build_plan
 
 RECIPE = ROOT / "configs" / "experiments" / "fmnist.yaml"
 
@@ -105,8 +106,16 @@ def full_plan():
     return xconfig.load(RECIPE), build_plan(xconfig.load(RECIPE))
 
 
+def _view(j):
+    """A planned job as the accounting sees it: its labels, config and run folder."""
+    lab = {"depth": None, "init": None, "aux_share": 0.0, **j.labels}
+    return SimpleNamespace(**lab, images=lab["planned_images"], total_images=lab["planned_images"] + lab["aux_share"],
+                           name=j.name, out=j.out, config=lambda check_paths=False: j.cfg)
+
+
 def test_full_plan_budgets_match_the_accounting(full_plan):
     x, plan = full_plan
+    plan = [_view(j) for j in plan]
     per_seed_setting = 2 + len(x.depths) * len(x.inits)  # learngene, pretrain, descendants
     assert len(plan) == len(x.settings) * (1 + len(x.seeds) * per_seed_setting)
     by = {(j.setting, j.seed, j.depth, j.init): j for j in plan if j.kind == "des"}
@@ -126,7 +135,7 @@ def test_full_plan_budgets_match_the_accounting(full_plan):
 
 def test_full_plan_configs_validate_and_isolate_settings(full_plan):
     x, plan = full_plan
-    for j in plan:
+    for j in map(_view, plan):
         cfg = j.config(check_paths=False)
         assert cfg.output_dir == j.out
         if j.kind == "des":
@@ -138,7 +147,9 @@ def test_full_plan_configs_validate_and_isolate_settings(full_plan):
             want = [0, 1, 2, 3, 4] if j.setting == "transfer" else None
             if j.kind in ("learngene", "pretrain"):
                 assert cfg.model.depth == max(x.depths) and cfg.distill.type == "soft"
-                assert cfg.distill.teacher.checkpoint == x.output_dir / j.setting / "teacher" / "teacher.safetensors"
+                # bound to the teacher job's weights, read from its summary.json when the job starts
+                assert str(cfg.distill.teacher.checkpoint) == f"<{j.setting}: teacher:weights>"
+                assert j.out.parent.parent == (x.output_dir / j.setting).resolve()
         assert cfg.data.classes == want, j.name
 
 

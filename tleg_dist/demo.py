@@ -3,33 +3,39 @@ depths, TLEG-initialised and from scratch, on Fashion-MNIST; prints a table, wri
 
     python -m tleg_dist.demo                     # configs/pipeline/demo.yaml, <= 15 min on 2 cores
     python -m tleg_dist.demo --smoke             # tiny budget, about a minute
+    python -m tleg_dist.demo --cluster           # the same plan on Slurm (docs/cluster.md)
     python -m tleg_dist.demo output_dir=runs/x depths=[2,4]
-Re-running continues: finished stages are reused, interrupted ones resume.
+Re-running continues: finished jobs are reused, interrupted ones resume.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import time
+from pathlib import Path
 
 
 def main(argv=None) -> int:
     from tleg_dist.config import ConfigError
-    from tleg_dist.pipeline import config as pconfig
-    from tleg_dist.pipeline.run import run_pipeline
+    from tleg_dist.plans import demo, launch, recipes
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", default="configs/pipeline/demo.yaml")
     p.add_argument("--smoke", action="store_true", help="tiny budget (the recipe's smoke overrides)")
-    p.add_argument("overrides", nargs="*", help="key=value on the pipeline recipe")
-    args = p.parse_args(argv)
+    launch.add_arguments(p, default="in-process")
+    p.add_argument("overrides", nargs="*", help="key=value on the demo recipe")
+    args = p.parse_intermixed_args(argv)  # overrides may come before or after options
+    t0 = time.time()
     try:
-        cfg = pconfig.load(args.config, args.overrides)
-        run_pipeline(cfg, smoke=args.smoke)
+        recipe = recipes.load(demo.DemoRecipe, args.config, args.overrides)
+        outcome = launch.run(demo.build(recipe, smoke=args.smoke), recipe, args)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    return 0
+    code = launch.write_results(outcome, Path(recipe.output_dir), "TLEG init vs scratch, same fine-tuning budget")
+    print(f"[demo] done in {time.time() - t0:.0f} s", flush=True)
+    return code
 
 
 if __name__ == "__main__":

@@ -12,6 +12,8 @@ import torch
 from safetensors.torch import load_file
 from slurm_helpers import run_sweep_cli, sacct_states, train_steps_logged, wait_job_end, wait_until
 
+from tleg_dist.artifacts import run_folder
+
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
 SWEEP = "configs/sweep/cpu_tiny.yaml"
@@ -31,7 +33,7 @@ def _args(lg: Path, out: Path, depths=DEPTHS, overrides=()) -> list[str]:
 
 
 def _records(out: Path) -> dict[int, dict]:
-    return {r["depth"]: r for r in json.loads((out / "results.json").read_text())}
+    return {r["depth"]: r for r in json.loads((out / "results.json").read_text())["des"]}
 
 
 def _same_weights(a: Path, b: Path) -> list[str]:
@@ -51,7 +53,7 @@ def test_cluster_sweep_runs_one_array_task_per_depth(cluster_sweep):
     out, r = cluster_sweep
     assert r.returncode == 0, r.stdout + r.stderr
     jobs = json.loads((out / "jobs.json").read_text())
-    ids = [jobs[str(d)]["job_id"] for d in DEPTHS]
+    ids = [jobs[f"depth {d}"]["job_id"] for d in DEPTHS]
     array = {i.split("_")[0] for i in ids}
     assert len(array) == 1 and all("_" in i for i in ids), f"not one array: {ids}"
     for i in ids:
@@ -59,7 +61,7 @@ def test_cluster_sweep_runs_one_array_task_per_depth(cluster_sweep):
     recs = _records(out)
     assert sorted(recs) == DEPTHS
     for d, rec in recs.items():
-        assert Path(out / "records" / f"depth_{d:03d}.json").exists()
+        assert run_folder.finished(out / "runs" / f"depth_{d:03d}")  # the one completion marker
         assert Path(rec["weights"]).exists() and rec["params"] > 0 and rec["time_s"] > 0
         assert 0 <= rec["top1"] <= 100
     assert recs[2]["params"] < recs[3]["params"] < recs[4]["params"]
@@ -71,13 +73,13 @@ def test_cluster_sweep_runs_one_array_task_per_depth(cluster_sweep):
 
 
 def test_cluster_sweep_runs_depths_on_different_nodes_at_once(cluster_sweep):
-    """array_parallelism 2 on two 1-core nodes: the first two depths run side by side, one per node."""
+    """resources.parallelism 2 on two 1-core nodes: the first two depths run side by side, one per node."""
     out, r = cluster_sweep
     assert r.returncode == 0, r.stdout + r.stderr
     jobs = json.loads((out / "jobs.json").read_text())
     spans = {}
     for d in DEPTHS:
-        job = jobs[str(d)]["job_id"]
+        job = jobs[f"depth {d}"]["job_id"]
         rows = subprocess.run(["sacct", "-n", "-X", "-P", "-j", job, "-o", "NodeList,Start,End", "-s", "CD"],
                               capture_output=True, text=True, check=True).stdout.split()
         node, start, end = rows[-1].split("|")
@@ -119,7 +121,7 @@ def test_preempted_two_task_job_resumes_and_matches_uninterrupted_run(tiny_learn
     out = tmp_path / "preempted"
     r = run_sweep_cli(*_args(lg, out, [3], long), two_tasks, two_nodes, "--cluster", "--no-wait")
     assert r.returncode == 0, r.stdout + r.stderr
-    job = json.loads((out / "jobs.json").read_text())["3"]["job_id"]
+    job = json.loads((out / "jobs.json").read_text())["depth 3"]["job_id"]
     run = out / "runs" / "depth_003"
 
     # 1. Slurm takes the node back: SIGTERM, then the job goes back to the queue.
@@ -149,7 +151,7 @@ def test_preempted_two_task_job_resumes_and_matches_uninterrupted_run(tiny_learn
 
 
 def _attempts(run: Path) -> list[dict]:
-    path = run / "sweep_attempts.jsonl"
+    path = run / run_folder.ATTEMPTS
     return [json.loads(x) for x in path.read_text().splitlines() if x.strip()] if path.exists() else []
 
 
@@ -163,4 +165,4 @@ def test_failing_job_shows_its_error_and_log(tiny_learngene, tmp_path):
     assert "/nonexistent/tleg_images" in r.stdout  # the job's own error message
     log = [line.split("log: ", 1)[1] for line in r.stdout.splitlines() if "log: " in line]
     assert log and Path(log[0].strip()).exists()
-    assert not (out / "records" / "depth_002.json").exists()
+    assert run_folder.finished(out / "runs" / "depth_002") is None

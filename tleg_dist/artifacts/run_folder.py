@@ -25,6 +25,7 @@ METRICS = "metrics.jsonl"
 CHECKPOINTS = "checkpoints"
 SUMMARY = "summary.json"
 FINISHED = ("completed", "max_steps")  # "preempted" runs continue when resumed
+ATTEMPTS = "attempts.jsonl"  # one line per attempt of a planned job (plans/job.py): time and outcome
 
 # Artefact files inside a run folder, written by training/exports.py.
 TEACHER_WEIGHTS, TEACHER_CONFIG = "teacher.safetensors", "teacher.json"
@@ -74,5 +75,4 @@ def artifact(run_dir: str | Path, name: str) -> Path:
     if path is None:
         raise MissingArtifact(f"{Path(run_dir) / SUMMARY} lists no '{name}' artefact "
                               f"(it has {sorted(summary.get('files') or {})})")
-    path = Path(path)
-    return path if path.is_absolute() else Path(run_dir) / path
+    return Path(path)  # as the trainer wrote it: absolute when its output_dir was (plans make it so)

@@ -1,10 +1,8 @@
-"""The paper's claims as one repeatable experiment: teacher -> learngene -> Des-Nets of several
-depths, each initialised four ways (TLEG, scratch, scratch with TLEG's total budget, truncated
-pre-trained), in a same-task and a transfer setting, over several seeds.
+"""The experiment's analysis: what its records say about the paper's claims. The experiment
+itself is a plan (tleg_dist/plans/experiment.py), run like every other plan.
 
-    python launchers/experiment.py --config configs/experiments/fmnist.yaml [--smoke]
+    python launchers/experiment.py --config configs/experiments/fmnist.yaml [--smoke] [--cluster]
 
-config.py (the recipe), budget.py (images, steps and TLEG's cost share), plan.py (every stage
-run as a RunConfig), runner.py (runs them, resumably), summary.py (mean/std, verdicts),
+budget.py (images, steps and TLEG's cost share), summary.py (mean/std, verdicts), claims.py,
 plots.py and report.py (tables, PNGs, the Results section).
 """

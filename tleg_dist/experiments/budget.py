@@ -74,14 +74,14 @@ def stage_images(cfg: RunConfig, ranks: int = 1) -> int:
     return steps * images_per_step(cfg, ranks)
 
 
-def budget_overrides(images: float, cfg: RunConfig, ranks: int = 1) -> tuple[int, list[str]]:
-    """(images it will see, overrides) for training exactly `images` (rounded up to a step).
+def budget_updates(images: float, cfg: RunConfig, ranks: int = 1) -> tuple[int, dict]:
+    """(images it will see, config updates) for training exactly `images` (rounded up to a step).
 
     Only one evaluation, at the end: an earlier one would be reported if max_steps stopped
     the run mid-epoch, and the final weights are what each init is judged on.
     """
     steps = steps_for(images, cfg, ranks)
     epochs = math.ceil(steps / steps_per_epoch(cfg, ranks))
-    over = [f"train.epochs={epochs}", f"train.max_steps={steps}", f"optim.schedule_steps={steps}",
-            f"train.eval_every_epochs={epochs + 1}"]
-    return steps * images_per_step(cfg, ranks), over
+    updates = {"train.epochs": epochs, "train.max_steps": steps, "optim.schedule_steps": steps,
+               "train.eval_every_epochs": epochs + 1}
+    return steps * images_per_step(cfg, ranks), updates

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tleg_dist.experiments.config import INIT_ORDER
+from tleg_dist.plans.experiment import INIT_ORDER
 from tleg_dist.experiments.summary import SCRATCH_CURVE
 
 LABELS = {"tleg": "TLEG", "scratch": "scratch (same fine-tuning budget)",

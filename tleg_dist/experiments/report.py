@@ -9,8 +9,9 @@ import os
 from pathlib import Path
 
 from tleg_dist.experiments import budget, claims, plots, summary
-from tleg_dist.experiments.config import INIT_ORDER, ExperimentConfig
-from tleg_dist.experiments.plan import Job
+from tleg_dist.artifacts import run_folder
+from tleg_dist.plans.experiment import INIT_ORDER, ExperimentRecipe
+from tleg_dist.plans.job import Job
 from tleg_dist.utils.atomic import atomic_path
 
 HEAD = {"tleg": "TLEG", "scratch": "scratch", "scratch_long": "scratch, TLEG's total",
@@ -66,7 +67,7 @@ def upstream_table(ups: list[dict], setting: str) -> str:
                      f"({u['images']:,} images, {u['n_seeds']} seed{'s' if u['n_seeds'] > 1 else ''})" for u in rows)
 
 
-def markdown(x: ExperimentConfig, meta: dict, cells, ups, comps, img_dir: str, extra: list[str]) -> str:
+def markdown(x: ExperimentRecipe, meta: dict, cells, ups, comps, img_dir: str, extra: list[str]) -> str:
     status = ("complete" if meta["complete"] else
               f"**PARTIAL: {meta['runs_finished']} of {meta['runs_planned']} runs finished; numbers below "
               f"cover only the finished runs**")
@@ -88,12 +89,12 @@ def markdown(x: ExperimentConfig, meta: dict, cells, ups, comps, img_dir: str, e
     return "\n".join(lines + extra) + "\n"
 
 
-def _other_totals(x: ExperimentConfig, cells: list[dict], aux_images: dict, lg_jobs: list[Job]) -> dict:
+def _other_totals(x: ExperimentRecipe, cells: list[dict], aux_images: dict, lg_jobs: list[Job]) -> dict:
     """TLEG's total per (setting, depth) under the accounting the recipe did not choose."""
     if not lg_jobs:
         return {}
     other = OTHER_COST[x.budget.cost]
-    aux_depth = lg_jobs[0].config(check_paths=False).model.depth
+    aux_depth = lg_jobs[0].cfg.model.depth
     return {(c["setting"], c["depth"]): c["finetune_images"] + budget.aux_share(
                 aux_images[c["setting"]], c["depth"], aux_depth, x.depths, other)
             for c in cells if c["init"] == "tleg"}
@@ -125,10 +126,10 @@ def _cpu_time() -> float:
                for f in ("ru_utime", "ru_stime"))
 
 
-def setup_text(x: ExperimentConfig, lg_job: Job | None, aux_images: dict) -> str:
+def setup_text(x: ExperimentRecipe, lg_job: Job | None, aux_images: dict) -> str:
     if lg_job is None:
         return ""
-    cfg = lg_job.config(check_paths=False)
+    cfg = lg_job.cfg
     a = cfg.model.arch()
     acct = {"depth_share": "F + A × L / L_aux", "amortised": f"F + A / {len(x.depths)}"}[x.budget.cost]
     return (f"ViT embed {a.embed_dim}, {a.num_heads} heads, patch {a.patch_size} on {a.img_size}px; Aux-Net depth "
@@ -140,18 +141,17 @@ def setup_text(x: ExperimentConfig, lg_job: Job | None, aux_images: dict) -> str
             f"is charged to no one. The truncated baseline is charged like TLEG. Why: `tleg_dist/experiments/budget.py`.")
 
 
-def write(x: ExperimentConfig, plan: list[Job], records: list[dict], planned: int, *, smoke: bool,
+def write(x: ExperimentRecipe, plan: list[Job], records: list[dict], planned: int, *, smoke: bool,
           command: str, invocation_s: float | None) -> dict:
     """invocation_s: wall time of the training invocation so far; None for a --report-only rebuild."""
     cells = summary.aggregate(records)
     ups = summary.upstream(records)
-    lg_jobs = [j for j in plan if j.kind == "learngene"]
-    aux_images = {j.setting: j.images for j in lg_jobs if j.seed == x.seeds[0]}
+    lg_jobs = [j for j in plan if j.labels["kind"] == "learngene"]
+    aux_images = {j.labels["setting"]: j.labels["planned_images"] for j in lg_jobs if j.labels["seed"] == x.seeds[0]}
     comps = summary.comparisons(cells, _other_totals(x, cells, aux_images, lg_jobs))
-    lg_file = next((j.out / "learngene.safetensors" for j in lg_jobs if (j.out / "learngene.safetensors").is_file()),
-                   None)
+    lg_file = next((run_folder.artifact(j.out, "learngene") for j in lg_jobs if run_folder.finished(j.out)), None)
     storage_md, storage_info = claims.storage_section(lg_file, x.depths)
-    lg_model = lg_jobs[0].config(check_paths=False).model if lg_jobs else None
+    lg_model = lg_jobs[0].cfg.model if lg_jobs else None
     aux_depth, embed_dim = (lg_model.depth, lg_model.embed_dim) if lg_model else (0, 0)
     out = Path(x.results_dir)
     # Stages run in this process: its CPU time is what an idle machine would need in wall time at

@@ -13,7 +13,7 @@ import math
 import statistics
 from collections import defaultdict
 
-from tleg_dist.experiments.config import INIT_ORDER
+from tleg_dist.plans.experiment import INIT_ORDER
 
 BASELINES = tuple(i for i in INIT_ORDER if i != "tleg")
 SCRATCH_CURVE = ("scratch", "scratch_long", "scratch_2x")  # random init at growing budgets

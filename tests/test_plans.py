@@ -1,0 +1,183 @@
+"""The planner (tleg_dist/plans): recipes, jobs and their inputs, the completion marker, the
+report, and a plan with a failing job run in-process, then rerun half-finished."""
+
+from __future__ import annotations
+
+import json
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from _launch import ROOT, clean_env
+from tleg_dist import config as config_lib
+from tleg_dist import learngene_file
+from tleg_dist.artifacts import run_folder
+from tleg_dist.config import ConfigError
+from tleg_dist.models.arch import ViTArch
+from tleg_dist.models.aux_net import AuxNet
+from tleg_dist.models.keys import aux_to_file
+from tleg_dist.plans import demo, recipes, report, sweep
+from tleg_dist.plans.executors import Local
+from tleg_dist.plans.job import Input, Job, JobCall, derive, resolve, up_to_date
+from tleg_dist.plans.run import execute
+from tleg_dist.utils.errors import UserError
+
+RECIPE = ROOT / "configs" / "cpu" / "tiny_finetune.yaml"
+DEMO = ROOT / "configs" / "pipeline" / "demo.yaml"
+
+
+@pytest.fixture
+def learngene(tmp_path) -> Path:
+    arch = ViTArch(embed_dim=32, num_heads=2, patch_size=7, img_size=28, in_chans=1, num_classes=10)
+    torch.manual_seed(0)
+    state = {k: v.detach() for k, v in AuxNet(arch, 2).state_dict().items()}
+    return learngene_file.save(tmp_path / "lg.safetensors", aux_to_file(state), arch, 2)
+
+
+def _sweep(learngene, tmp_path, **kw) -> sweep.SweepRecipe:
+    raw = {"learngene": str(learngene), "finetune_recipe": str(RECIPE), "depths": [2, 3],
+           "output_dir": str(tmp_path / "sweep"), **kw}
+    return config_lib.validate(sweep.SweepRecipe, raw, "<test>")
+
+
+def test_recipe_errors_name_the_key(tmp_path):
+    base = {"learngene": "x", "finetune_recipe": "y", "depths": [2], "output_dir": "o"}
+    for bad, culprit in (({"resources": {"gpus": 1}}, "resources.gpus: unknown key"), ({"depths": [2, 2]}, "depths"),
+                         ({"resources": {"parallelism": 0}}, "resources.parallelism"),
+                         ({"overrides": ["train.epochs"]}, "not of the form")):
+        with pytest.raises(ConfigError, match=culprit):
+            config_lib.validate(sweep.SweepRecipe, {**base, **bad}, "<test>")
+    with pytest.raises(ConfigError, match="does not exist"):
+        recipes.load(sweep.SweepRecipe, tmp_path / "missing.yaml")
+
+
+def test_shipped_recipes_load_with_overrides():
+    s = recipes.load(sweep.SweepRecipe, ROOT / "configs" / "sweep" / "cpu_tiny.yaml",
+                     ["depths=[5,7]", "resources.cpus_per_task=2"])
+    assert s.depths == [5, 7] and s.resources.cpus_per_task == 2
+    d = recipes.load(demo.DemoRecipe, DEMO, ["depths=[1]"])
+    assert [j.name for j in demo.build(d)] == ["teacher", "learngene", "depth 1 learngene", "depth 1 scratch"]
+
+
+def test_sweep_job_sets_stage_depth_and_learngene_over_the_recipe(learngene, tmp_path):
+    odd = tmp_path / "odd: name #1"  # would not survive being parsed as a YAML override
+    jobs = sweep.build(_sweep(learngene, tmp_path, output_dir=str(odd), seed=7,
+                              overrides=["train.epochs=3", "model.init=scratch"]))
+    cfg = jobs[1].cfg
+    assert (cfg.stage, cfg.model.depth, cfg.model.init, cfg.seed) == ("finetune", 3, "learngene", 7)
+    assert cfg.model.learngene == learngene and cfg.output_dir == odd / "runs" / "depth_003" and cfg.train.epochs == 3
+
+
+def test_inputs_are_read_from_the_producers_summary(tmp_path):
+    made = tmp_path / "elsewhere" / "lg.safetensors"  # not where a file name would be guessed
+    made.parent.mkdir()
+    made.write_bytes(b"x")
+    base = derive(config_lib.load(RECIPE), {"output_dir": tmp_path / "des"})
+    job = Job("des", derive(base, {"model.init": "learngene"}, [Input("model.learngene", "lg", "learngene")]),
+              [Input("model.learngene", "lg", "learngene")])
+    assert str(job.cfg.model.learngene) == "<lg:learngene>"
+    dirs = {"lg": tmp_path / "lg", "des": job.out}
+    with pytest.raises(UserError, match="has not finished"):
+        resolve(job, dirs)
+    dirs["lg"].mkdir()
+    run_folder.write_summary(dirs["lg"], {"status": "completed", "files": {"weights": "w"}})
+    with pytest.raises(UserError, match="lists no 'learngene' artefact"):
+        resolve(job, dirs)
+    run_folder.write_summary(dirs["lg"], {"status": "completed", "files": {"learngene": str(made)}})
+    assert resolve(job, dirs).model.learngene == made
+
+
+def test_job_pickles_and_checkpoint_requeues_itself(learngene, tmp_path):
+    call = JobCall(sweep.build(_sweep(learngene, tmp_path))[0], {}, threads=1)
+    assert pickle.loads(pickle.dumps(call)) == call
+    delayed = call.checkpoint()
+    assert delayed.function is call and not delayed.args and not delayed.kwargs
+
+
+def test_fingerprint_ignores_where_but_not_what(learngene, tmp_path):
+    def fp(depth=2, **kw):
+        job = next(j for j in sweep.build(_sweep(learngene, tmp_path, **kw)) if j.labels["depth"] == depth)
+        return run_folder.fingerprint(job.cfg)
+
+    assert fp() == fp(output_dir=str(tmp_path / "b"))
+    assert fp() != fp(seed=1)
+    assert fp() != fp(depth=3)
+
+
+def test_finished_jobs_are_reused_and_foreign_ones_refused(learngene, tmp_path):
+    jobs = sweep.build(_sweep(learngene, tmp_path))
+    dirs = {j.name: j.out for j in jobs}
+    assert up_to_date(jobs[0], dirs) is None
+    jobs[0].out.mkdir(parents=True)
+    mine = {"status": "completed", "fingerprint": run_folder.fingerprint(jobs[0].cfg), "val_top1": 50.0}
+    run_folder.write_summary(jobs[0].out, {**mine, "status": "preempted"})
+    assert up_to_date(jobs[0], dirs) is None  # preempted: resume it
+    run_folder.write_summary(jobs[0].out, mine)
+    assert up_to_date(jobs[0], dirs) == mine
+    run_folder.write_summary(jobs[0].out, {**mine, "fingerprint": "other"})
+    with pytest.raises(ConfigError, match="different config"):
+        up_to_date(jobs[0], dirs)
+    (jobs[0].out / run_folder.SUMMARY).write_text("{half")
+    assert run_folder.read_summary(jobs[0].out) is None
+
+
+def test_a_learngene_that_does_not_fit_is_refused_before_anything_runs(learngene, tmp_path):
+    with pytest.raises(Exception, match="embed_dim"):
+        sweep.build(_sweep(learngene, tmp_path, overrides=["model.embed_dim=64"]))
+
+
+def test_local_jobs_cannot_detach(learngene, tmp_path):
+    s = _sweep(learngene, tmp_path)
+    with pytest.raises(UserError, match="--no-wait needs --cluster"):
+        execute(sweep.build(s), Local(s.resources, tmp_path), tmp_path, echo=lambda _: None, wait=False)
+
+
+def test_results_table_csv_json_and_plot(tmp_path):
+    recs = [{"name": f"d{d} {i}", "kind": "des", "depth": d, "init": i, "params": 1000 * d, "top1": 10.0 + d + s,
+             "seed": s, "run_dir": f"/r/{d}"} for d in (4, 2) for i in ("scratch", "learngene") for s in (0, 1)]
+    recs.append({"name": "learngene", "kind": "learngene", "top1": 33.0, "images": 512})
+    paths = report.write(tmp_path, recs, "t", {"d8 learngene": "Boom\nValueError: bad"}, ["d8 scratch"], 12)
+    md = paths["md"].read_text()
+    assert "| depth | params | top-1 learngene (%) | top-1 scratch (%) |" in md
+    assert "| 2 | 2,000 | 12.50 ± 0.71 | 12.50 ± 0.71 |" in md and "PARTIAL: 9 of 12" in md
+    assert "FAILED d8 learngene: ValueError: bad" in md and "learngene: val top-1 33.00%" in md
+    assert paths["csv"].read_text().splitlines()[0].startswith("name,setting,depth,init,seed")
+    doc = json.loads(paths["json"].read_text())
+    assert len(doc["des"]) == 8 and doc["upstream"][0]["name"] == "learngene" and doc["blocked"] == ["d8 scratch"]
+    assert paths["png"].read_bytes()[:4] == b"\x89PNG"
+
+
+def test_shell_scripts_parse():
+    for script in ("slurm/local-cluster.sh", "slurm/learngene.sh"):
+        subprocess.run(["bash", "-n", script], cwd=ROOT, check=True)
+
+
+# ---- a failing job, then a rerun of the half-finished plan -----------------------------------
+
+def _demo(out: Path, *extra: str) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "tleg_dist.demo", "--smoke", f"output_dir={out}", "depths=[1]", *extra]
+    return subprocess.run(cmd, cwd=ROOT, env=clean_env(), capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.slow
+def test_failed_job_is_named_others_kept_and_a_rerun_does_only_the_rest(tmp_path):
+    out = tmp_path / "demo"
+    broken = "learngene.overrides=[data.format=imagefolder,data.root=/nonexistent/tleg_images]"
+    r = _demo(out, broken)
+    assert r.returncode == 1, r.stdout[-3000:] + r.stderr[-3000:]
+    assert "[plan] learngene: FAILED" in r.stdout and "/nonexistent/tleg_images" in r.stdout
+    assert "[plan] depth 1 learngene: not run, it needs learngene" in r.stdout
+    done = json.loads((out / "results.json").read_text())
+    assert [d["name"] for d in done["des"]] == ["depth 1 scratch"] and list(done["failed"]) == ["learngene"]
+    assert "FAILED learngene" in (out / "results.md").read_text()
+
+    again = _demo(out)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert again.stdout.count("reusing it") == 2  # teacher and the scratch Des-Net
+    assert "[plan] 2 done, 2 to run" in again.stdout
+    assert {d["name"] for d in json.loads((out / "results.json").read_text())["des"]} == \
+        {"depth 1 learngene", "depth 1 scratch"}

@@ -1,1 +1,0 @@
-"""Multi-stage pipelines: teacher -> learngene -> Des-Nets, with results tables and plots."""

@@ -1,0 +1,188 @@
+"""Where a plan's jobs run: in this process, as local submitit processes, or as Slurm arrays.
+
+Every executor gives the scheduler (plans/run.py) the same two calls: `submit(jobs, after)`
+returns one Handle per job, and each Handle says whether it ended and how. Slurm alone can
+take jobs before their inputs exist: it queues them behind `afterok` on the tasks they need.
+
+The cluster is always named: submitit's AutoExecutor silently picks Slurm whenever `srun` is
+on PATH, so local runs on a login node would otherwise land on the cluster.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import traceback
+from pathlib import Path
+from typing import Optional
+
+from pydantic import Field
+
+from tleg_dist.config import Section
+from tleg_dist.plans.job import Job, JobCall, record, run_job
+from tleg_dist.utils.errors import UserError
+
+
+class ResourcesConfig(Section):
+    """What one job gets. A job with several tasks runs DeepSpeed across them."""
+
+    nodes: int = Field(1, ge=1)
+    tasks_per_job: int = Field(1, ge=1, description="ranks per job (all on one node unless nodes > 1)")
+    gpus_per_task: int = Field(0, ge=0, description="0 on CPU-only allocations")
+    cpus_per_task: int = Field(1, ge=1, description="also the torch thread count of each rank")
+    mem_gb: Optional[float] = Field(None, gt=0)
+    timeout_min: int = Field(60, ge=1)
+    signal_delay_s: int = Field(120, ge=1, description="preemption signal this long before the time limit")
+    max_requeues: int = Field(3, ge=0, description="time-outs a job may requeue after")
+    partition: Optional[str] = None
+    account: Optional[str] = None
+    qos: Optional[str] = None
+    slurm_additional: dict[str, str] = Field(default_factory=dict, description="extra sbatch options")
+    parallelism: int = Field(2, ge=1, description="jobs running at once (per Slurm array, or locally)")
+
+
+class Handle:
+    """One submitted job, as the scheduler sees it."""
+
+    def __init__(self, job: Job, sub=None, result: dict | None = None, error: str | None = None):
+        self.job, self.sub, self.result, self.error = job, sub, result, error
+        self.slot: int | None = None
+
+    @property
+    def job_id(self) -> str:
+        return getattr(self.sub, "job_id", "in-process")
+
+    def state(self) -> str:
+        if self.sub is None:
+            return "COMPLETED" if self.error is None else "FAILED"
+        try:
+            return str(self.sub.state).upper()
+        except Exception:  # noqa: BLE001 - a sacct hiccup must not kill the launcher
+            return "UNKNOWN"
+
+    def ended(self) -> bool:
+        if self.sub is None:
+            return True
+        # every task left its result (a local process may take seconds more to exit), or it is over
+        tasks = [self.sub.task(i) for i in range(self.sub.num_tasks)] if self.sub.num_tasks > 1 else [self.sub]
+        return all(t.paths.result_pickle.exists() for t in tasks) or self.sub.done()
+
+    def outcome(self) -> tuple[dict | None, str | None]:
+        if self.sub is None:
+            return self.result, self.error
+        err = self.sub.exception()
+        return (None, str(err)) if err is not None else (self.sub.result(), None)
+
+    @property
+    def log(self) -> str | None:
+        if self.sub is None:
+            return None
+        first = self.sub.task(0) if self.sub.num_tasks > 1 else self.sub
+        return str(first.paths.stderr)
+
+    def cancel(self) -> None:
+        if self.sub is not None:
+            self.sub.cancel(check=False)
+
+
+class InProcess:
+    """One job after another in this process: the demo's default, and the tests'."""
+
+    name, capacity, queues_ahead = "in-process", 1, False
+
+    def __init__(self, resources: ResourcesConfig, log_root: Path):
+        pass
+
+    def submit(self, jobs: list[Job], dirs: dict[str, Path], after: list[str]) -> list[Handle]:
+        out = []
+        for job in jobs:
+            try:
+                summary = run_job(job, dirs)
+                if summary.get("status") == "preempted":
+                    raise UserError(f"{job.name} was preempted; rerun the same command to continue it")
+                out.append(Handle(job, result=record(job, summary)))
+            except UserError as e:
+                out.append(Handle(job, error=f"{type(e).__name__}: {e}"))
+            except Exception:  # noqa: BLE001 - one failed job must not lose the others' results
+                out.append(Handle(job, error=traceback.format_exc()))
+        return out
+
+
+class _Submitit:
+    def __init__(self, resources: ResourcesConfig, log_root: Path):
+        self.r, self.folder = resources, Path(log_root) / "submitit" / "%j"
+
+    def _calls(self, jobs: list[Job], dirs: dict[str, Path]) -> list[JobCall]:
+        return [JobCall(job, dirs, threads=self.r.cpus_per_task, workdir=str(Path.cwd())) for job in jobs]
+
+
+class Local(_Submitit):
+    """Local processes, `parallelism` at a time; with GPUs, each slot gets its own devices."""
+
+    name, queues_ahead = "local", False
+
+    @property
+    def capacity(self) -> int:
+        return self.r.parallelism
+
+    def submit(self, jobs: list[Job], dirs: dict[str, Path], after: list[str], slot: int = 0) -> list[Handle]:
+        import submitit
+
+        r = self.r
+        if r.nodes > 1:
+            raise UserError("resources.nodes > 1 needs --cluster (local jobs run on this machine)")
+        ex = submitit.LocalExecutor(folder=self.folder, max_num_timeout=r.max_requeues)
+        gpus = r.gpus_per_task * r.tasks_per_job
+        params = dict(timeout_min=r.timeout_min, tasks_per_node=r.tasks_per_job, signal_delay_s=r.signal_delay_s)
+        if gpus:
+            params.update(gpus_per_node=gpus, visible_gpus=tuple(range(slot * gpus, (slot + 1) * gpus)))
+        ex.update_parameters(**params)
+        return [Handle(call.job, ex.submit(call)) for call in self._calls(jobs, dirs)]
+
+
+class Slurm(_Submitit):
+    """One Slurm array per submit call, queued behind `afterok` on the tasks it needs."""
+
+    name, capacity, queues_ahead = "slurm", 10**9, True
+
+    def __init__(self, resources: ResourcesConfig, log_root: Path):
+        super().__init__(resources, log_root)
+        if shutil.which("sbatch") is None:
+            raise UserError("--cluster: no sbatch on PATH (for a local Slurm: sudo slurm/local-cluster.sh start)")
+        self.label = Path(log_root).name
+
+    def submit(self, jobs: list[Job], dirs: dict[str, Path], after: list[str]) -> list[Handle]:
+        import submitit
+
+        r = self.r
+        ex = submitit.AutoExecutor(folder=self.folder, cluster="slurm", slurm_max_num_timeout=r.max_requeues)
+        per_node = max(1, r.tasks_per_job // r.nodes)
+        extra = {f"slurm_{k}": v for k, v in (("partition", r.partition), ("account", r.account), ("qos", r.qos)) if v}
+        sbatch = dict(r.slurm_additional)
+        if after:
+            sbatch["dependency"] = "afterok:" + ":".join(after)
+        ex.update_parameters(
+            name=f"tleg-{self.label}", timeout_min=r.timeout_min, nodes=r.nodes, tasks_per_node=per_node,
+            cpus_per_task=r.cpus_per_task, gpus_per_node=r.gpus_per_task * per_node if r.gpus_per_task else None,
+            mem_gb=r.mem_gb, slurm_signal_delay_s=r.signal_delay_s, slurm_array_parallelism=r.parallelism,
+            slurm_additional_parameters=sbatch or None, **extra)
+        with ex.batch():
+            subs = [ex.submit(call) for call in self._calls(jobs, dirs)]
+        return [Handle(call_job, sub) for call_job, sub in zip(jobs, subs)]
+
+    def attach(self, job: Job, job_id: str) -> Handle:
+        """A job an earlier launch submitted (slurm_alive says whether Slurm still has it)."""
+        import submitit
+
+        return Handle(job, submitit.SlurmJob(folder=self.folder, job_id=job_id,
+                                             tasks=list(range(self.r.tasks_per_job))))
+
+
+def slurm_alive(job_id: str) -> bool:
+    if shutil.which("squeue") is None:
+        return False
+    r = subprocess.run(["squeue", "-h", "-j", job_id, "-o", "%T"], capture_output=True, text=True)
+    return r.returncode == 0 and bool(r.stdout.strip())
+
+
+EXECUTORS = {"in-process": InProcess, "local": Local, "slurm": Slurm}

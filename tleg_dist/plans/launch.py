@@ -1,0 +1,44 @@
+"""What every plan launcher shares (demo, sweep, experiment): the executor flags, running the
+plan, and the results it writes and prints."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from tleg_dist.plans import report
+from tleg_dist.plans.executors import EXECUTORS
+from tleg_dist.plans.job import Job
+from tleg_dist.plans.recipes import PlanRecipe
+from tleg_dist.plans.run import Outcome, execute
+
+
+def add_arguments(p: argparse.ArgumentParser, default: str) -> None:
+    p.add_argument("--cluster", action="store_true",
+                   help="run on Slurm through submitit: an array per stage, afterok between stages")
+    p.add_argument("--executor", choices=sorted(EXECUTORS), default=default,
+                   help=f"where jobs run without --cluster (default {default})")
+    p.add_argument("--no-wait", dest="wait", action="store_false", help="with --cluster: submit and return")
+    p.add_argument("--poll", type=float, default=1.0, help="seconds between status checks")
+    p.add_argument("--progress-every", type=float, default=30.0, help="seconds between progress lines")
+
+
+def run(plan: list[Job], recipe: PlanRecipe, args: argparse.Namespace) -> Outcome:
+    root = Path(recipe.output_dir).resolve()
+    executor = EXECUTORS["slurm" if args.cluster else args.executor](recipe.resources, root)
+    return execute(plan, executor, root, echo=lambda s: print(s, flush=True), wait=args.wait, poll_s=args.poll,
+                   progress_every_s=args.progress_every)
+
+
+def write_results(outcome: Outcome, out_dir: Path, title: str) -> int:
+    """results.{md,json,csv,png}, the table printed; exit code 1 when a job failed or was not run."""
+    if not outcome.records:
+        return 0 if outcome.ok else 1
+    paths = report.write(out_dir, outcome.records, title, outcome.failed, outcome.blocked, outcome.planned)
+    print(report.table(outcome.records).rstrip(), flush=True)
+    print(f"[plan] {len(outcome.records)}/{outcome.planned} jobs finished; results: {paths['md']} "
+          f"(+ .json .csv .png)", flush=True)
+    if not outcome.ok:
+        print(f"[plan] FAILED: {sorted(outcome.failed)}; not run: {outcome.blocked} (run the same command again "
+              f"to retry them; finished jobs are reused)", flush=True)
+    return 0 if outcome.ok else 1

@@ -1,0 +1,234 @@
+"""Run a plan on an executor: skip what finished, submit what is ready, follow, collect.
+
+    ROOT/jobs.json          job name -> submitted job id (a later launch follows live Slurm jobs)
+    ROOT/submitit/<job id>/ submitit pickles and logs
+
+A job is finished when its run folder's summary.json says so (artifacts/run_folder.py) with
+the config it is planned with; such jobs are reused. A failed job is reported by name with
+its error and log, the jobs that need it are not run, and everything else goes on; the next
+call reruns only what did not finish.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from tleg_dist.artifacts import run_folder
+from tleg_dist.plans.executors import Handle, slurm_alive
+from tleg_dist.plans.job import Job, check_plan, record, up_to_date
+from tleg_dist.utils.errors import UserError
+
+ERROR_TAIL_LINES = 25
+
+
+@dataclass
+class Outcome:
+    records: list[dict]                                   # finished jobs, in plan order
+    failed: dict[str, str] = field(default_factory=dict)  # job name -> its error
+    blocked: list[str] = field(default_factory=list)      # not run: an input failed
+    pending: list[str] = field(default_factory=list)      # submitted, not waited for
+    planned: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed and not self.blocked
+
+
+def collect(plan: list[Job]) -> list[dict]:
+    """Records of the planned jobs that have finished (no training)."""
+    return [record(j, s) for j in plan if (s := run_folder.finished(j.out)) is not None]
+
+
+def execute(plan: list[Job], executor, root: Path, echo: Callable[[str], None] = print, wait: bool = True,
+            poll_s: float = 1.0, progress_every_s: float = 30.0) -> Outcome:
+    check_plan(plan)
+    dirs = {j.name: j.out for j in plan}
+    done: dict[str, dict] = {}
+    todo: list[Job] = []
+    for job in plan:
+        summary = up_to_date(job, dirs)
+        if summary is None:
+            todo.append(job)
+        else:
+            done[job.name] = record(job, summary)
+            echo(f"[plan] {job.name}: already finished in {job.out}, reusing it")
+    logs = "" if executor.name == "in-process" else f"; logs in {Path(root) / 'submitit'}"
+    echo(f"[plan] {len(done)} done, {len(todo)} to run on {executor.name}{logs}")
+    if not wait and executor.name != "slurm":
+        raise UserError("--no-wait needs --cluster: local jobs are this launcher's children, so it must stay")
+    s = _Scheduler(executor, Path(root), dirs, done, echo)
+    s.follow_or_refuse(todo)
+    try:
+        s.loop(todo, wait, poll_s, progress_every_s)
+    except KeyboardInterrupt:
+        s.interrupted()
+        raise
+    return Outcome([done[j.name] for j in plan if j.name in done], s.failed, s.blocked,
+                   [h.job.name for h in s.running] if not wait else [], len(plan))
+
+
+class _Scheduler:
+    def __init__(self, executor, root: Path, dirs: dict[str, Path], done: dict[str, dict], echo):
+        self.ex, self.root, self.dirs, self.done, self.echo = executor, root, dirs, done, echo
+        self.running: list[Handle] = []
+        self.failed: dict[str, str] = {}
+        self.blocked: list[str] = []
+        self.states: dict[str, str] = {}
+        self.free = list(range(executor.capacity)) if executor.name == "local" else []
+        try:
+            self.index = json.loads((root / "jobs.json").read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            self.index = {}
+
+    def follow_or_refuse(self, todo: list[Job]) -> None:
+        """Slurm: follow the jobs an earlier launch submitted; elsewhere, refuse to run them twice."""
+        for job in list(todo):
+            prev = self.index.get(job.name, {})
+            if prev.get("cluster") != "slurm" or not slurm_alive(prev["job_id"]):
+                continue
+            if self.ex.name != "slurm":
+                raise UserError(f"{job.name} is running on Slurm as job {prev['job_id']} (same output folder); "
+                                f"follow it with --cluster, or scancel it first")
+            if prev.get("fingerprint") == run_folder.fingerprint(job.cfg):
+                self.running.append(self.ex.attach(job, prev["job_id"]))
+                todo.remove(job)
+                self.echo(f"[plan] {job.name}: following job {prev['job_id']} from an earlier launch")
+
+    def loop(self, todo: list[Job], wait: bool, poll_s: float, progress_every_s: float) -> None:
+        pending = list(todo)
+        last_progress = time.time()
+        while pending or self.running:
+            self._block(pending)
+            self._submit(pending)
+            if not wait:
+                self.echo("[plan] not waiting; run the same command again to follow the jobs and collect results")
+                return
+            self._poll()
+            self._block(pending)
+            if self.running and time.time() - last_progress >= progress_every_s:
+                self.echo("[plan] progress: " + " | ".join(f"{h.job.name} {_progress(h, self.states)}"
+                                                          for h in self.running))
+                last_progress = time.time()
+            if self.running:
+                time.sleep(poll_s)
+            elif pending and not self._ready(pending):
+                raise UserError(f"{pending[0].name} waits for jobs that are neither finished nor running")
+
+    def _block(self, pending: list[Job]) -> None:
+        lost = set(self.failed) | set(self.blocked)
+        for job in list(pending):
+            bad = [n for n in job.needs if n in lost]
+            if bad:
+                pending.remove(job)
+                self.blocked.append(job.name)
+                self.echo(f"[plan] {job.name}: not run, it needs {bad[0]}, which did not finish")
+
+    def _ready(self, pending: list[Job]) -> list[Job]:
+        active = {h.job.name for h in self.running} if self.ex.queues_ahead else set()
+        return [j for j in pending if all(n in self.done or n in active for n in j.needs)]
+
+    def _submit(self, pending: list[Job]) -> None:
+        while True:
+            ready = self._ready(pending)[:max(0, self.ex.capacity - len(self.running))]
+            if not ready:
+                return
+            groups: dict[tuple, list[Job]] = {}
+            for job in ready:  # one array per set of inputs: a failed input holds back only its users
+                groups.setdefault(tuple(job.needs), []).append(job)
+            for needs, jobs in groups.items():
+                after = [h.job_id for h in self.running if h.job.name in needs]
+                for job in jobs:
+                    pending.remove(job)
+                if self.ex.name == "local":
+                    handles = [self.ex.submit([job], self.dirs, after, slot=self.free[0]) for job in jobs]
+                    handles = [hs[0] for hs in handles]
+                    for h in handles:
+                        h.slot = self.free.pop(0)
+                else:
+                    if self.ex.name == "in-process":
+                        self.echo(f"[plan] {jobs[0].name}: training -> {jobs[0].out}")
+                    handles = self.ex.submit(jobs, self.dirs, after)
+                for h in handles:
+                    self.running.append(h)
+                    if h.sub is not None:
+                        verb = "submitted job" if self.ex.name == "slurm" else "started local job"
+                        self.echo(f"[plan] {h.job.name}: {verb} {h.job_id}")
+                        self.index[h.job.name] = {"cluster": self.ex.name, "job_id": h.job_id,
+                                                  "fingerprint": run_folder.fingerprint(h.job.cfg)}
+                self._write_index()
+                if self.ex.name == "in-process":
+                    self._poll()
+
+    def _poll(self) -> None:
+        for h in list(self.running):
+            state = h.state()
+            if h.sub is not None and state != self.states.get(h.job.name):
+                self.states[h.job.name] = state
+                if state not in ("FINISHED", "COMPLETED", "UNKNOWN"):
+                    self.echo(f"[plan] {h.job.name}: {state} (job {h.job_id})")
+            if h.ended():
+                self.running.remove(h)
+                if h.slot is not None:
+                    self.free.append(h.slot)
+                self._finish(h)
+
+    def _finish(self, h: Handle) -> None:
+        _, err = h.outcome()
+        summary = run_folder.finished(h.job.out)
+        if err is None and summary is not None:
+            rec = self.done[h.job.name] = record(h.job, summary)
+            top1 = "-" if rec["top1"] is None else f"{rec['top1']:.2f}%"
+            self.echo(f"[plan] {h.job.name}: done, top1 {top1} with {(rec['params'] or 0) / 1e6:.3f}M params "
+                      f"({rec['time_s']:.1f} s, {rec['attempts']} attempt(s))")
+            return
+        text = err if err is not None else "the job ended without a finished summary.json"
+        self.failed[h.job.name] = "\n".join(text.rstrip().splitlines()[-ERROR_TAIL_LINES:])
+        where = f" (job {h.job_id})" if h.sub is not None else ""
+        self.echo(f"[plan] {h.job.name}: FAILED{where}\n" + "\n".join("    " + line for line in
+                                                                     self.failed[h.job.name].splitlines())
+                  + (f"\n    log: {h.log}" if h.log else ""))
+        for other in list(self.running):  # queued behind it on Slurm: they would wait forever
+            if h.job.name in other.job.needs:
+                other.cancel()
+                self.running.remove(other)
+                self.blocked.append(other.job.name)
+                self.echo(f"[plan] {other.job.name}: cancelled, it needs {h.job.name}")
+
+    def _write_index(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        (self.root / "jobs.json").write_text(json.dumps(self.index, indent=1, sort_keys=True))
+
+    def interrupted(self) -> None:
+        if self.ex.name == "slurm":
+            self.echo("[plan] interrupted: the Slurm jobs keep running; run the same command to follow them")
+            return
+        for h in self.running:  # local jobs are this launcher's children: stop them, they resume next time
+            h.cancel()
+        self.echo("[plan] interrupted: local jobs stopped; run the same command to resume them")
+
+
+def _progress(h: Handle, states: dict[str, str]) -> str:
+    """The newest training step of a running job, from its metrics log."""
+    if states.get(h.job.name) in ("PENDING", "REQUEUED"):
+        return states[h.job.name]
+    path = h.job.out / run_folder.METRICS
+    try:
+        with open(path, "rb") as f:
+            f.seek(max(0, path.stat().st_size - 4096))
+            lines = f.read().decode(errors="replace").splitlines()
+    except FileNotFoundError:
+        return "starting"
+    for line in reversed(lines):
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if rec.get("kind") == "train":
+            return f"step {rec['step']} epoch {rec.get('epoch', 0) + 1}"
+        if rec.get("kind") == "eval":
+            return f"step {rec['step']} top1 {rec.get('top1', float('nan')):.1f}%"
+    return "starting"

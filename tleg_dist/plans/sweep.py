@@ -1,0 +1,65 @@
+"""The depth sweep as a plan: Des-Nets of several depths fine-tuned from one learngene file.
+
+    learngene: runs/learngene-1234/learngene.safetensors
+    finetune_recipe: configs/cpu/finetune_fmnist.yaml
+    depths: [2, 4, 6, 8]
+    resources: {tasks_per_job: 1, cpus_per_task: 2, timeout_min: 120, parallelism: 4}
+
+    ROOT/runs/depth_<L>/   one trainer run per depth;  ROOT/results.{md,json,csv,png}
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+from pydantic import Field, field_validator
+
+from tleg_dist import config as config_lib
+from tleg_dist import learngene_file
+from tleg_dist.config import parse_override
+from tleg_dist.plans.job import Job, derive
+from tleg_dist.plans.recipes import PlanRecipe
+
+
+class SweepRecipe(PlanRecipe):
+    learngene: Path = Field(description="learngene file (learngene.safetensors of a learngene run)")
+    finetune_recipe: Path = Field(description="RunConfig recipe for one Des-Net (its depth is overridden)")
+    depths: list[int] = Field(min_length=1)
+    seed: Optional[int] = Field(None, description="every job's seed (default: the fine-tuning recipe's)")
+    overrides: list[str] = Field(default_factory=list, description="key.sub=value applied to every job's recipe")
+    output_dir: Path = Path("runs/sweep")
+
+    @field_validator("depths")
+    @classmethod
+    def _depths(cls, v: list[int]) -> list[int]:
+        if any(d < 1 for d in v) or len(set(v)) != len(v):
+            raise ValueError(f"depths must be distinct and >= 1, got {v}")
+        return v
+
+    @field_validator("overrides")
+    @classmethod
+    def _overrides(cls, v: list[str]) -> list[str]:
+        for item in v:
+            parse_override(item)  # raises on a malformed item
+        return v
+
+
+def build(s: SweepRecipe) -> list[Job]:
+    """One job per depth; the learngene and the recipe are checked now, before anything runs."""
+    from tleg_dist.training.model_factory import check_compatible
+
+    lg = Path(s.learngene).resolve()
+    lg_arch, _ = learngene_file.arch_from_metadata(learngene_file.read_metadata(lg), str(lg))
+    base = config_lib.load(s.finetune_recipe, list(s.overrides), check_paths=False)
+    check_compatible(lg_arch, base.model.arch(), lg)
+    if not Path(base.deepspeed_config).is_file():
+        raise config_lib.ConfigError(f"deepspeed_config {base.deepspeed_config} (from {s.finetune_recipe}) does not "
+                                     f"exist here ({Path.cwd()}); run from the repository root")
+    root = Path(s.output_dir).resolve()
+    seed = {} if s.seed is None else {"seed": s.seed}
+    return [Job(f"depth {d}", derive(base, {"output_dir": root / "runs" / f"depth_{d:03d}", "stage": "finetune",
+                                            "model.depth": d, "model.init": "learngene", "model.learngene": lg,
+                                            "train.progress": False, **seed}, check_paths=True),
+                labels={"kind": "des", "depth": d, "init": "learngene"})
+            for d in s.depths]
