@@ -87,3 +87,11 @@ def test_return_value_is_the_exit_code():
     assert cli.run(lambda: ["written.beton"]) == cli.EXIT_OK  # write_ffcv's main returns its files
     with pytest.raises(SystemExit):  # argparse has printed its usage; its code 2 stands
         convert_main(["no-such-command"])
+
+
+def test_bad_flag_to_write_ffcv_is_a_usage_error(tmp_path, capsys):
+    from tleg_dist.data.write_ffcv import main as write_ffcv
+
+    argv = ["--source", "fashion_mnist", "--out-dir", str(tmp_path), "--page-size-mib", "3"]
+    assert cli.run(write_ffcv, argv) == cli.EXIT_USAGE
+    assert capsys.readouterr().err.startswith("error: DataError: page_size_mib must be a power of two")
