@@ -33,7 +33,7 @@ from tleg_dist.config import AugConfig, DataConfig
 from tleg_dist.data.ffcv_loader import build_ffcv_data
 from tleg_dist.data.imagefolder import scan
 from tleg_dist.data.transforms import imagenet_stats, train_transform
-from tleg_dist.data.write_ffcv import SourceImages, WriteSettings, beton_name, write_split
+from tleg_dist.data.ffcv_writer import SourceImages, WriteSettings, beton_name, write_split
 from tleg_dist.models.arch import ViTArch
 
 AUG = AugConfig(random_resized_crop=True, hflip=0.5)

@@ -1,11 +1,17 @@
-"""Every error about the user's inputs or outputs is a UserError (train.py prints those as one
-line) and keeps its builtin base, so existing `except ValueError` / `except OSError` still work."""
+"""Every error about the user's inputs or outputs is a UserError (tleg_dist/cli.py prints those as
+one line) and keeps its builtin base, so existing `except ValueError` / `except OSError` still work."""
 
 from __future__ import annotations
 
+import importlib
+import inspect
+import pkgutil
+
 import pytest
 
+import tleg_dist
 from tleg_dist.config import ConfigError
+from tleg_dist.convert import ConvertError
 from tleg_dist.data.errors import BadImageError, DataError
 from tleg_dist.learngene_file import LearngeneFileError
 from tleg_dist.teacher import TeacherError
@@ -19,13 +25,27 @@ from tleg_dist.utils.errors import UserError
 @pytest.mark.parametrize("cls, builtin", [
     (ConfigError, ValueError), (DataError, ValueError), (BadImageError, ValueError),
     (LearngeneFileError, ValueError), (TeacherError, ValueError), (InitError, ValueError),
-    (CheckpointError, RuntimeError), (NonFiniteLossError, FloatingPointError), (OutputExistsError, OSError),
+    (ConvertError, ValueError), (CheckpointError, RuntimeError), (NonFiniteLossError, FloatingPointError), (OutputExistsError, OSError),
 ])
 def test_user_errors_keep_their_builtin_base(cls, builtin):
     err = cls("culprit")
     assert isinstance(err, UserError) and isinstance(err, builtin)
     assert str(err) == "culprit"
 
+
+# Owned by the sweep/experiment rewrite, which is to derive them from UserError (issue 12).
+NOT_YET = {"tleg_dist.sweep.runner.SweepError", "tleg_dist.experiments.runner.ExperimentError"}
+
+
+def test_every_exception_the_package_defines_is_a_user_error():
+    """A class missing here would end a command with a traceback instead of its one line."""
+    others = set()
+    for m in pkgutil.walk_packages(tleg_dist.__path__, "tleg_dist."):
+        if not m.name.endswith("__main__"):  # importing it would run the command
+            for c in vars(importlib.import_module(m.name)).values():
+                if inspect.isclass(c) and issubclass(c, Exception) and c.__module__ == m.name:
+                    others |= set() if issubclass(c, UserError) else {f"{m.name}.{c.__name__}"}
+    assert others <= NOT_YET
 
 
 # What gloo raised on this machine when a peer's node was killed, and when its link was cut.

@@ -8,9 +8,8 @@
     # multi-node: sbatch slurm/learngene.sh
 Overrides: trailing key.sub=value pairs, e.g. train.epochs=3 model.depth=4.
 Resume: --resume auto continues from the newest complete checkpoint in output_dir.
-Errors about inputs and outputs print one line naming the culprit (exit 1); so does a peer rank,
-host or network that stopped answering in a collective (exit 3: resumable); TLEG_TRACEBACK=1
-shows the traceback.
+Errors print one line naming the culprit and exit as tleg_dist/cli.py says: a bad recipe 2,
+another bad input or output 1, a peer rank lost in a collective 3 (resumable).
 """
 
 from __future__ import annotations
@@ -18,7 +17,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import socket
 import sys
 from pathlib import Path
 
@@ -38,45 +36,23 @@ def parse_args(argv=None) -> argparse.Namespace:
     return p.parse_intermixed_args(argv)  # overrides may come before or after options
 
 
-EXIT_PEER_LOST = 3  # learngene.sh requeues the job on it
-
-
-def _fail(kind: str, message: str, code: int) -> int:
-    # These name their culprit; a traceback would only bury that line. TLEG_TRACEBACK=1 shows it.
-    where = os.environ.get("RANK", "0")
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        where += f" on {socket.gethostname()}"
-    print(f"[rank {where}] error: {kind}: {message}", file=sys.stderr, flush=True)
-    return code
-
-
 def main(argv=None) -> int:
-    from tleg_dist import config
-    from tleg_dist.training.distributed import peer_failure
+    from tleg_dist import cli
+
+    return cli.run(_main, argv)
+
+
+def _main(argv) -> None:
+    from tleg_dist import cli, config
     from tleg_dist.training.trainer import train
-    from tleg_dist.utils.errors import UserError
 
     args = parse_args(argv)
     overrides = list(args.overrides)
     if args.deepspeed_config:
         overrides.append(f"deepspeed_config={args.deepspeed_config}")
-    try:
+    with cli.usage():
         cfg = config.load(args.config, overrides)
-    except config.ConfigError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    try:
-        train(cfg, resume=args.resume)
-    except UserError as e:
-        if os.environ.get("TLEG_TRACEBACK") == "1":
-            raise
-        return _fail(type(e).__name__, str(e), 1)
-    except Exception as e:
-        line = peer_failure(e)
-        if line is None or os.environ.get("TLEG_TRACEBACK") == "1":
-            raise
-        return _fail("PeerLost", line, EXIT_PEER_LOST)
-    return 0
+    train(cfg, resume=args.resume)
 
 
 def run() -> None:

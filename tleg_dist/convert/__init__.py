@@ -7,17 +7,17 @@
     export CKPT_DIR --out DIR                                               fine-tuned Des-Net -> timm folder
     inspect FILE|DIR [--depths ...]                                         what it is, params, size, storage
 
-Bad input ends with one line naming the file and exit status 1; outputs are written
-atomically, so a failed command leaves nothing behind. Formats: docs/formats.md. A timm
+Bad input ends with one line naming the file and exit status 1 (tleg_dist/cli.py); outputs
+are written atomically, so a failed command leaves nothing behind. Formats: docs/formats.md. A timm
 model folder loads with `timm.create_model("local-dir:DIR", pretrained=True)`.
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 
-from tleg_dist.convert.errors import USER_ERRORS, ConvertError
+from tleg_dist import cli
+from tleg_dist.convert.errors import ConvertError
 
 __all__ = ["ConvertError", "main"]
 
@@ -36,9 +36,4 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        args.run(args)
-    except USER_ERRORS as e:
-        print(f"tleg-convert {args.command}: error: {e}", file=sys.stderr)
-        return 1
-    return 0
+    return cli.run(args.run, args, prefix=f"tleg-convert {args.command}: ")
