@@ -26,10 +26,16 @@ if __package__ in (None, ""):  # run as a script: make the package importable
 
 
 def main(argv: list[str] | None = None) -> int:
+    from tleg_dist import cli
+
+    return cli.run(_main, argv)
+
+
+def _main(argv) -> int:
+    from tleg_dist import cli
     from tleg_dist.experiments import report
     from tleg_dist.plans import experiment, launch
     from tleg_dist.plans.run import collect
-    from tleg_dist.utils.errors import UserError
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", required=True, help="an experiment recipe (configs/experiments/*.yaml)")
@@ -43,24 +49,21 @@ def main(argv: list[str] | None = None) -> int:
     given = sys.argv[1:] if argv is None else argv
     command = shlex.join(["python", "launchers/experiment.py", *(a for a in given if a != "--report-only")])
     t0 = time.time()
-    try:
+    with cli.usage():
         x = experiment.load(args.config, args.overrides, smoke=args.smoke)
         plan = experiment.build(x, smoke=args.smoke)
-        if args.dry_run:
-            for j in plan:
-                print(f"{j.name:45s} {j.labels['planned_images']:>9,} images "
-                      f"(+{j.labels.get('aux_share', 0):,.0f} charged) -> {j.out}")
-            return 0
-        code = 0
-        if not args.report_only:
-            outcome = launch.run(plan, x, args)
-            code = launch.write_results(outcome, Path(x.output_dir), "experiment runs (per-run table)")
-        records = experiment.records(plan, collect(plan))
-        report.write(x, plan, records, len(plan), smoke=args.smoke, command=command,
-                     invocation_s=None if args.report_only else time.time() - t0)
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    if args.dry_run:
+        for j in plan:
+            print(f"{j.name:45s} {j.labels['planned_images']:>9,} images "
+                  f"(+{j.labels.get('aux_share', 0):,.0f} charged) -> {j.out}")
+        return 0
+    code = 0
+    if not args.report_only:
+        outcome = launch.run(plan, x, args)
+        code = launch.write_results(outcome, Path(x.output_dir), "experiment runs (per-run table)")
+    records = experiment.records(plan, collect(plan))
+    report.write(x, plan, records, len(plan), smoke=args.smoke, command=command,
+                 invocation_s=None if args.report_only else time.time() - t0)
     print(f"[experiment] {len(records)}/{len(plan)} runs finished in {time.time() - t0:.0f} s; "
           f"results in {x.results_dir}/results.md", flush=True)
     return code

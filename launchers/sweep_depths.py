@@ -21,22 +21,24 @@ if __package__ in (None, ""):  # run as a script: make the package importable
 
 
 def main(argv=None) -> int:
+    from tleg_dist import cli
+
+    return cli.run(_main, argv)
+
+
+def _main(argv) -> int:
+    from tleg_dist import cli
     from tleg_dist.plans import launch, recipes, sweep
-    from tleg_dist.utils.errors import UserError
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", required=True, help="sweep recipe YAML (see configs/sweep/)")
     launch.add_arguments(p, default="local")
     p.add_argument("overrides", nargs="*", help="key.sub=value overrides of the sweep recipe")
     args = p.parse_intermixed_args(argv)  # overrides may come before or after options
-    try:
+    with cli.usage():
         recipe = recipes.load(sweep.SweepRecipe, args.config, args.overrides)
-        outcome = launch.run(sweep.build(recipe), recipe, args)
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 130
+        plan = sweep.build(recipe)
+    outcome = launch.run(plan, recipe, args)
     lg = Path(recipe.learngene)
     return launch.write_results(outcome, Path(recipe.output_dir), f"{lg.parent.name}/{lg.name} -> "
                                                                   f"{Path(recipe.finetune_recipe).name}")

@@ -17,7 +17,13 @@ from pathlib import Path
 
 
 def main(argv=None) -> int:
-    from tleg_dist.config import ConfigError
+    from tleg_dist import cli
+
+    return cli.run(_main, argv)
+
+
+def _main(argv) -> int:
+    from tleg_dist import cli
     from tleg_dist.plans import demo, launch, recipes
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -27,12 +33,10 @@ def main(argv=None) -> int:
     p.add_argument("overrides", nargs="*", help="key=value on the demo recipe")
     args = p.parse_intermixed_args(argv)  # overrides may come before or after options
     t0 = time.time()
-    try:
+    with cli.usage():
         recipe = recipes.load(demo.DemoRecipe, args.config, args.overrides)
-        outcome = launch.run(demo.build(recipe, smoke=args.smoke), recipe, args)
-    except ConfigError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        plan = demo.build(recipe, smoke=args.smoke)
+    outcome = launch.run(plan, recipe, args)
     code = launch.write_results(outcome, Path(recipe.output_dir), "TLEG init vs scratch, same fine-tuning budget")
     print(f"[demo] done in {time.time() - t0:.0f} s", flush=True)
     return code
