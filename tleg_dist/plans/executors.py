@@ -19,7 +19,7 @@ from typing import Optional
 from pydantic import Field
 
 from tleg_dist.config import Section
-from tleg_dist.plans.job import Job, JobCall, record, run_job
+from tleg_dist.plans.job import Job, JobCall, run_job
 from tleg_dist.utils.errors import UserError
 
 
@@ -44,9 +44,9 @@ class ResourcesConfig(Section):
 class Handle:
     """One submitted job, as the scheduler sees it."""
 
-    def __init__(self, job: Job, sub=None, result: dict | None = None, error: str | None = None):
-        self.job, self.sub, self.result, self.error = job, sub, result, error
-        self.slot: int | None = None
+    def __init__(self, job: Job, sub=None, error: str | None = None, slot: int = 0):
+        self.job, self.sub, self.error = job, sub, error  # sub: submitit's job; None when run in-process
+        self.slot = slot  # local jobs: which share of the GPUs
 
     @property
     def job_id(self) -> str:
@@ -67,11 +67,12 @@ class Handle:
         tasks = [self.sub.task(i) for i in range(self.sub.num_tasks)] if self.sub.num_tasks > 1 else [self.sub]
         return all(t.paths.result_pickle.exists() for t in tasks) or self.sub.done()
 
-    def outcome(self) -> tuple[dict | None, str | None]:
+    def failure(self) -> str | None:
+        """The job's error; None when it returned (its run folder then says whether it finished)."""
         if self.sub is None:
-            return self.result, self.error
-        err = self.sub.exception()
-        return (None, str(err)) if err is not None else (self.sub.result(), None)
+            return self.error
+        err = self.sub.exception()  # of any task
+        return None if err is None else str(err)
 
     @property
     def log(self) -> str | None:
@@ -100,7 +101,7 @@ class InProcess:
                 summary = run_job(job, dirs)
                 if summary.get("status") == "preempted":
                     raise UserError(f"{job.name} was preempted; rerun the same command to continue it")
-                out.append(Handle(job, result=record(job, summary)))
+                out.append(Handle(job))
             except UserError as e:
                 out.append(Handle(job, error=f"{type(e).__name__}: {e}"))
             except Exception:  # noqa: BLE001 - one failed job must not lose the others' results
@@ -125,19 +126,29 @@ class Local(_Submitit):
     def capacity(self) -> int:
         return self.r.parallelism
 
-    def submit(self, jobs: list[Job], dirs: dict[str, Path], after: list[str], slot: int = 0) -> list[Handle]:
+    def __init__(self, resources: ResourcesConfig, log_root: Path):
+        super().__init__(resources, log_root)
+        self.handles: list[Handle] = []
+
+    def submit(self, jobs: list[Job], dirs: dict[str, Path], after: list[str]) -> list[Handle]:
         import submitit
 
         r = self.r
         if r.nodes > 1:
             raise UserError("resources.nodes > 1 needs --cluster (local jobs run on this machine)")
-        ex = submitit.LocalExecutor(folder=self.folder, max_num_timeout=r.max_requeues)
-        gpus = r.gpus_per_task * r.tasks_per_job
-        params = dict(timeout_min=r.timeout_min, tasks_per_node=r.tasks_per_job, signal_delay_s=r.signal_delay_s)
-        if gpus:
-            params.update(gpus_per_node=gpus, visible_gpus=tuple(range(slot * gpus, (slot + 1) * gpus)))
-        ex.update_parameters(**params)
-        return [Handle(call.job, ex.submit(call)) for call in self._calls(jobs, dirs)]
+        out = []
+        for call in self._calls(jobs, dirs):
+            busy = {h.slot for h in self.handles if not h.ended()}
+            slot = next(i for i in range(self.capacity) if i not in busy)
+            ex = submitit.LocalExecutor(folder=self.folder, max_num_timeout=r.max_requeues)
+            gpus = r.gpus_per_task * r.tasks_per_job
+            params = dict(timeout_min=r.timeout_min, tasks_per_node=r.tasks_per_job, signal_delay_s=r.signal_delay_s)
+            if gpus:
+                params.update(gpus_per_node=gpus, visible_gpus=tuple(range(slot * gpus, (slot + 1) * gpus)))
+            ex.update_parameters(**params)
+            out.append(Handle(call.job, ex.submit(call), slot=slot))
+        self.handles += out
+        return out
 
 
 class Slurm(_Submitit):

@@ -78,7 +78,6 @@ class _Scheduler:
         self.failed: dict[str, str] = {}
         self.blocked: list[str] = []
         self.states: dict[str, str] = {}
-        self.free = list(range(executor.capacity)) if executor.name == "local" else []
         try:
             self.index = json.loads((root / "jobs.json").read_text())
         except (FileNotFoundError, json.JSONDecodeError):
@@ -132,27 +131,16 @@ class _Scheduler:
         return [j for j in pending if all(n in self.done or n in active for n in j.needs)]
 
     def _submit(self, pending: list[Job]) -> None:
-        while True:
-            ready = self._ready(pending)[:max(0, self.ex.capacity - len(self.running))]
-            if not ready:
-                return
+        while ready := self._ready(pending)[:max(0, self.ex.capacity - len(self.running))]:
             groups: dict[tuple, list[Job]] = {}
             for job in ready:  # one array per set of inputs: a failed input holds back only its users
                 groups.setdefault(tuple(job.needs), []).append(job)
+                pending.remove(job)
             for needs, jobs in groups.items():
                 after = [h.job_id for h in self.running if h.job.name in needs]
-                for job in jobs:
-                    pending.remove(job)
-                if self.ex.name == "local":
-                    handles = [self.ex.submit([job], self.dirs, after, slot=self.free[0]) for job in jobs]
-                    handles = [hs[0] for hs in handles]
-                    for h in handles:
-                        h.slot = self.free.pop(0)
-                else:
-                    if self.ex.name == "in-process":
-                        self.echo(f"[plan] {jobs[0].name}: training -> {jobs[0].out}")
-                    handles = self.ex.submit(jobs, self.dirs, after)
-                for h in handles:
+                if self.ex.name == "in-process":
+                    self.echo(f"[plan] {jobs[0].name}: training -> {jobs[0].out}")
+                for h in self.ex.submit(jobs, self.dirs, after):
                     self.running.append(h)
                     if h.sub is not None:
                         verb = "submitted job" if self.ex.name == "slurm" else "started local job"
@@ -160,8 +148,8 @@ class _Scheduler:
                         self.index[h.job.name] = {"cluster": self.ex.name, "job_id": h.job_id,
                                                   "fingerprint": run_folder.fingerprint(h.job.cfg)}
                 self._write_index()
-                if self.ex.name == "in-process":
-                    self._poll()
+            if self.ex.name == "in-process":
+                self._poll()  # it has finished already
 
     def _poll(self) -> None:
         for h in list(self.running):
@@ -172,12 +160,10 @@ class _Scheduler:
                     self.echo(f"[plan] {h.job.name}: {state} (job {h.job_id})")
             if h.ended():
                 self.running.remove(h)
-                if h.slot is not None:
-                    self.free.append(h.slot)
                 self._finish(h)
 
     def _finish(self, h: Handle) -> None:
-        _, err = h.outcome()
+        err = h.failure()
         summary = run_folder.finished(h.job.out)
         if err is None and summary is not None:
             rec = self.done[h.job.name] = record(h.job, summary)
