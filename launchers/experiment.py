@@ -1,4 +1,4 @@
-"""Reproduce the paper's claims at CPU scale: one command, resumable, results in results/.
+"""Reproduce the paper's claims at CPU scale: one command, resumable, results in results_dir.
 
     python launchers/experiment.py --config configs/experiments/fmnist.yaml             # full run
     python launchers/experiment.py --config configs/experiments/fmnist.yaml --smoke     # tiny budget (CI)
@@ -8,14 +8,17 @@
     python launchers/experiment.py --config X.yaml seeds=[0] depths=[2,4]              # recipe overrides
 
 Rerunning the same command continues: finished runs are reused, an interrupted one resumes
-from its checkpoint. --report-only writes the tables and plots from the runs finished so far
-(labelled PARTIAL until every planned run has finished). In-process (the default), the stages
-run one after another; set OMP_NUM_THREADS to the cores they may use.
+from its checkpoint. results_dir gets the plans' report (results.{md,json,csv}, acc_vs_depth.png,
+acc_vs_cost.png) and summary.json (cells, verdicts, cost ratios, storage); --report-only
+rewrites them from the runs finished so far (labelled PARTIAL until every planned run has
+finished). In-process (the default), the stages run one after another; set OMP_NUM_THREADS to
+the cores they may use.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import shlex
 import sys
 import time
@@ -33,9 +36,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def _main(argv) -> int:
     from tleg_dist import cli
-    from tleg_dist.experiments import report
+    from tleg_dist.experiments import summary
     from tleg_dist.plans import experiment, launch
-    from tleg_dist.plans.run import collect
+    from tleg_dist.plans.run import Outcome, collect
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", required=True, help="an experiment recipe (configs/experiments/*.yaml)")
@@ -57,13 +60,13 @@ def _main(argv) -> int:
             print(f"{j.name:45s} {j.labels['planned_images']:>9,} images "
                   f"(+{j.labels.get('aux_share', 0):,.0f} charged) -> {j.out}")
         return 0
-    code = 0
-    if not args.report_only:
-        outcome = launch.run(plan, x, args)
-        code = launch.write_results(outcome, Path(x.output_dir), "experiment runs (per-run table)")
-    records = experiment.records(plan, collect(plan))
-    report.write(x, plan, records, len(plan), smoke=args.smoke, command=command,
-                 invocation_s=None if args.report_only else time.time() - t0)
+    outcome = Outcome(collect(plan), planned=len(plan)) if args.report_only else launch.run(plan, x, args)
+    records = experiment.records(plan, outcome.records)
+    result = summary.write(x, plan, records, smoke=args.smoke, command=command,
+                           invocation_s=None if args.report_only else time.time() - t0)
+    title = f"Experiment {Path(args.config).name}" + (" (smoke budget, not results)" if args.smoke else "")
+    code = launch.write_results(dataclasses.replace(outcome, records=records), Path(x.results_dir), title,
+                                names=summary.NAMES, plots=summary.PLOTS, notes=summary.notes(result))
     print(f"[experiment] {len(records)}/{len(plan)} runs finished in {time.time() - t0:.0f} s; "
           f"results in {x.results_dir}/results.md", flush=True)
     return code

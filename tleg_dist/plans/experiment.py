@@ -2,7 +2,7 @@
 (learngene stage), the truncated baseline's plain aux-depth ViT ("pretrain": the learngene
 recipe run as a finetune stage from scratch, so same distillation, data and budget), then one
 fine-tuning run per (depth, init). Seeds are the outer loop, so an interrupted experiment has
-whole seeds done. The analysis of the results is tleg_dist/experiments/.
+whole seeds done. Its budgets and statistics are tleg_dist/experiments/{budget,summary}.py.
 
     OUT/<setting>/teacher/   OUT/<setting>/seed<k>/{learngene,pretrain}/   .../des/d<L>_<init>/
 
@@ -55,8 +55,7 @@ class Smoke(Section):
 
 class ExperimentRecipe(PlanRecipe):
     output_dir: Path = Field(Path("runs/experiments/default"), description="runs and checkpoints (not committed)")
-    results_dir: Path = Field(Path("results/default"), description="summary.json, results.md, plots")
-    docs: Optional[Path] = Field(None, description="also write the Results section here (e.g. docs/results.md)")
+    results_dir: Path = Field(Path("results/default"), description="summary.json, results.{md,json,csv}, plots")
     teacher: StageRef
     learngene: StageRef
     finetune: StageRef

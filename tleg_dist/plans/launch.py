@@ -30,11 +30,13 @@ def run(plan: list[Job], recipe: PlanRecipe, args: argparse.Namespace) -> Outcom
                    progress_every_s=args.progress_every)
 
 
-def write_results(outcome: Outcome, out_dir: Path, title: str) -> int:
-    """results.{md,json,csv,png}, the table printed; exit code 1 when a job failed or was not run."""
+def write_results(outcome: Outcome, out_dir: Path, title: str, **report_options) -> int:
+    """results.{md,json,csv,png}, the table printed; exit code 1 when a job failed or was not run.
+    report_options: report.write's names, notes and plots."""
     if not outcome.records:
         return 0 if outcome.ok else 1
-    paths = report.write(out_dir, outcome.records, title, outcome.failed, outcome.blocked, outcome.planned)
+    paths = report.write(out_dir, outcome.records, title, outcome.failed, outcome.blocked, outcome.planned,
+                         **report_options)
     print(report.table(outcome.records).rstrip(), flush=True)
     print(f"[plan] {len(outcome.records)}/{outcome.planned} jobs finished; results: {paths['md']} "
           f"(+ .json .csv .png)", flush=True)
