@@ -5,7 +5,8 @@ import json
 
 import pytest
 
-from tleg_dist.training.checkpoint import META, Checkpointer, CheckpointError, complete_tags, find_resume, tag_for
+from tleg_dist.artifacts.checkpoints import MARKER, CheckpointError, complete_tags, tag_for
+from tleg_dist.training.checkpoint import Checkpointer, find_resume
 
 
 def make_tag(root, step, complete=True):
@@ -13,7 +14,7 @@ def make_tag(root, step, complete=True):
     d.mkdir(parents=True)
     (d / "shard.pt").write_bytes(b"x")
     if complete:
-        (d / META).write_text(json.dumps({"format": "tleg-checkpoint", "global_step": step}))
+        (d / MARKER).write_text(json.dumps({"format": "tleg-checkpoint", "global_step": step}))
     return d
 
 

@@ -10,7 +10,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from tleg_dist import learngene_file as lf
+from tleg_dist.artifacts import learngene as lf
 from tleg_dist.models.arch import ViTArch
 from tleg_dist.models.aux_net import AuxNet
 from tleg_dist.models.keys import aux_to_file, file_key

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tleg_dist import learngene_file
+from tleg_dist.artifacts import learngene as learngene_file
 from tleg_dist.config import ConfigError
 from tleg_dist.models.arch import ViTArch
 from tleg_dist.models.aux_net import AuxNet

@@ -34,28 +34,20 @@ def des_state_from_learngene(
 
 
 @torch.no_grad()
-def init_des_net_from_learngene(
-    model: VisionTransformer,
-    theta_a: dict[str, torch.Tensor],
-    theta_b: dict[str, torch.Tensor],
-    shared: dict[str, torch.Tensor],
-) -> list[str]:
-    """Load the expanded learngene into `model`; returns the keys left at their fresh init.
+def load_des_state(model: VisionTransformer, state: dict[str, torch.Tensor]) -> list[str]:
+    """Load an expanded learngene (`des_state_from_learngene`) or a ViT's state into `model`;
+    returns the keys left at their fresh init.
 
     The head is copied only when its shape matches (same class count); otherwise it
     keeps timm's fresh initialisation. Any other mismatch is an error.
     """
     own = model.state_dict()
-    depth = len(model.blocks)
-    state = des_state_from_learngene(theta_a, theta_b, {k: shared[k] for k in SHARED_KEYS}, depth)
-    for k in HEAD_KEYS:
-        if k in shared and shared[k].shape == own[k].shape:
-            state[k] = shared[k]
+    state = {k: v for k, v in state.items() if k not in HEAD_KEYS or (k in own and v.shape == own[k].shape)}
     for k, v in state.items():
         if k not in own:
-            raise KeyError(f"learngene tensor {k!r} has no place in the Des-Net")
+            raise KeyError(f"tensor {k!r} has no place in the Des-Net")
         if own[k].shape != v.shape:
-            raise ValueError(f"learngene tensor {k!r} has shape {tuple(v.shape)}, Des-Net expects {tuple(own[k].shape)}")
+            raise ValueError(f"tensor {k!r} has shape {tuple(v.shape)}, Des-Net expects {tuple(own[k].shape)}")
     missing, unexpected = model.load_state_dict(state, strict=False)
     assert not unexpected, unexpected
     return list(missing)

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from tleg_dist import learngene_file
+from tleg_dist.artifacts import learngene as learngene_file
 from tleg_dist.sweep import executors, results
 from tleg_dist.sweep.config import SweepConfig
 from tleg_dist.sweep.job import FinetuneJob, fingerprint, read_record
@@ -60,7 +60,7 @@ class SweepOutcome:
 
 def plan(cfg: SweepConfig) -> list[DepthRun]:
     """One DepthRun per depth, each config validated now (before anything is submitted)."""
-    from tleg_dist.training.model_factory import check_compatible
+    from tleg_dist.artifacts.learngene import check_arch as check_compatible
 
     meta = learngene_file.read_metadata(cfg.learngene)
     lg_arch, _ = learngene_file.arch_from_metadata(meta, str(cfg.learngene))

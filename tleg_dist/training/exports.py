@@ -17,7 +17,8 @@ from pathlib import Path
 import deepspeed
 from safetensors.torch import save_file
 
-from tleg_dist import learngene_file, model_card, model_folder
+from tleg_dist import model_card, model_folder
+from tleg_dist.artifacts import learngene as learngene_file
 from tleg_dist.artifacts import run_folder as rf
 from tleg_dist.config import RunConfig
 from tleg_dist.data.preprocessing import eval_preprocessing
