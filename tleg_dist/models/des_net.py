@@ -6,7 +6,7 @@ import torch
 from timm.models.vision_transformer import VisionTransformer
 
 from tleg_dist.models.arch import ViTArch
-from tleg_dist.models.learngene import BLOCK_PARAMS, expand
+from tleg_dist.models.learngene import expand
 
 SHARED_KEYS = ("patch_embed.proj.weight", "patch_embed.proj.bias", "pos_embed",
                "fc_norm.weight", "fc_norm.bias")
@@ -25,10 +25,8 @@ def des_state_from_learngene(
 ) -> dict[str, torch.Tensor]:
     """A timm state dict (blocks + whatever shared tensors are given) for `depth` layers."""
     state = dict(shared)
-    for name in BLOCK_PARAMS:
-        if name not in theta_a:
-            continue  # e.g. attn.qkv.bias when qkv_bias=False
-        for i, w in enumerate(expand(theta_a[name], theta_b[name], depth).unbind(0)):
+    for name, a in theta_a.items():  # the block parameters the arch has (no attn.qkv.bias without qkv_bias)
+        for i, w in enumerate(expand(a, theta_b[name], depth).unbind(0)):
             state[f"blocks.{i}.{name}"] = w.clone()
     return state
 

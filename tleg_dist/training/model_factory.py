@@ -21,6 +21,20 @@ class InitError(ValueError, UserError):
     pass
 
 
+def _load_init(model: nn.Module, state: dict, source: str, fresh_head: bool) -> list[str]:
+    """`state`'s tensors that `model` has (a deeper ViT's extra blocks are left out); the keys left fresh."""
+    own = model.state_dict()
+    try:
+        fresh = load_des_state(model, {k: v for k, v in state.items()
+                                       if k in own and not (fresh_head and k in HEAD_KEYS)})
+    except ValueError as e:
+        raise InitError(f"{source}: {e}") from None
+    missing = [k for k in fresh if k not in HEAD_KEYS]
+    if missing:
+        raise InitError(f"{source} lacks {missing[:4]}{' ...' if len(missing) > 4 else ''}")
+    return fresh
+
+
 def build_model(cfg: RunConfig) -> nn.Module:
     m = cfg.model
     if cfg.stage == "teacher":
@@ -28,28 +42,17 @@ def build_model(cfg: RunConfig) -> nn.Module:
     if cfg.stage == "learngene":
         return AuxNet(m.arch(), m.depth, m.drop_path_rate)
     model = build_des_net(m.arch(), m.depth, m.drop_path_rate)
-    if m.init == "scratch":
-        return model
-    if m.init == "learngene":
-        source = f"learngene {m.learngene}"
+    if m.init == "truncated":  # the first L blocks (and shared parts) of a deeper pretrained plain ViT
+        _load_init(model, load_state_file(m.pretrained), f"model.pretrained {m.pretrained}", m.fresh_head)
+    elif m.init == "learngene":
         lg = learngene_file.load(m.learngene)
         try:
             lg.check_fits(m.arch())
         except learngene_file.LearngeneFileError as e:  # a sound file, but not for this recipe's model
             raise InitError(str(e)) from None
-        state = lg.des_state(m.depth)
-    else:  # truncated: the first L blocks (and shared parts) of a deeper pretrained plain ViT
-        source, state = f"model.pretrained {m.pretrained}", load_state_file(m.pretrained)
-    own = model.state_dict()
-    try:
-        fresh = load_des_state(model, {k: v for k, v in state.items()
-                                       if k in own and not (m.fresh_head and k in HEAD_KEYS)})
-    except ValueError as e:
-        raise InitError(f"{source}: {e}") from None
-    missing = [k for k in fresh if k not in HEAD_KEYS]
-    if missing:
-        raise InitError(f"{source} lacks {missing[:4]}{' ...' if len(missing) > 4 else ''}")
-    log.info("Des-Net depth %d initialised from %s; fresh: %s", m.depth, source, fresh or "none")
+        fresh = _load_init(model, lg.des_state(m.depth), f"learngene {m.learngene}", m.fresh_head)
+        log.info("Des-Net depth %d initialised from %s (aux depth %d); fresh: %s",
+                 m.depth, m.learngene, lg.aux_depth, fresh or "none")
     return model
 
 
