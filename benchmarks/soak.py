@@ -42,7 +42,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests" / "faults"))
 from fault_helpers import RECIPE, assert_same_weights, rank_processes, resumed_from, start, write_recipe  # noqa: E402
 
-from tleg_dist.training.checkpoint import complete_tags, read_meta  # noqa: E402
+from tleg_dist.artifacts.checkpoints import complete_tags, read_meta  # noqa: E402
 
 MODES = ("kill-rank", "kill-all", "kill-in-save", "preempt")
 

@@ -126,7 +126,7 @@ def bare_img_s(cfg, device, steps: int, warmup: int = 3) -> float:
     data = build_data(cfg.data, cfg.model.arch(), rank=0, world_size=1, seed=cfg.seed, device=device)
     x, y = next(to_device(data.train.epoch(0), device, data.prepare))
     torch.manual_seed(cfg.seed)
-    model = build_model(cfg, data.num_classes).to(device).train()
+    model = build_model(cfg).to(device).train()
     if cfg.model.compile.enabled:
         model.compile(mode=cfg.model.compile.mode)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)

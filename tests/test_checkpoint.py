@@ -5,7 +5,9 @@ import json
 
 import pytest
 
-from tleg_dist.training.checkpoint import META, Checkpointer, CheckpointError, complete_tags, find_resume, tag_for
+from tleg_dist.artifacts.checkpoints import (MARKER, CheckpointError, check_meta, complete_tags, find, tag_for,
+                                             write_marker)
+from tleg_dist.training.checkpoint import Checkpointer, find_resume
 
 
 def make_tag(root, step, complete=True):
@@ -13,7 +15,7 @@ def make_tag(root, step, complete=True):
     d.mkdir(parents=True)
     (d / "shard.pt").write_bytes(b"x")
     if complete:
-        (d / META).write_text(json.dumps({"format": "tleg-checkpoint", "global_step": step}))
+        (d / MARKER).write_text(json.dumps({"format": "tleg-checkpoint", "global_step": step}))
     return d
 
 
@@ -42,3 +44,25 @@ def test_prune_keeps_last_k_and_best(tmp_path, keep_best):
     left = {t for _, t in complete_tags(tmp_path)}
     assert left == ({tag_for(1)} if keep_best else set()) | {tag_for(3), tag_for(4)}
     assert not (tmp_path / tag_for(5)).exists()
+
+
+def test_marker_written_by_one_owner_is_found_by_trainer_and_converter(tmp_path):
+    """artifacts/checkpoints.py writes the marker; resume and `convert` find the same tag through it."""
+    run = tmp_path / "run"
+    for step in (4, 8):
+        d = run / "checkpoints" / tag_for(step)
+        d.mkdir(parents=True)
+        write_marker(d, {"stage": "learngene", "global_step": step})
+    (run / "checkpoints" / tag_for(12)).mkdir()  # interrupted: no marker
+    newest = run / "checkpoints" / tag_for(8)
+    assert find_resume(run / "checkpoints", "auto") == find(run) == newest
+    assert check_meta(newest)["format_version"] == "1"
+
+
+@pytest.mark.parametrize("change, words", [({"format_version": "9"}, "unsupported format_version"),
+                                           ({"stage": "pretrain"}, "unknown stage")])
+def test_check_meta_refuses_what_it_does_not_know(tmp_path, change, words):
+    write_marker(tmp_path, {"stage": "learngene", "global_step": 1, **change})
+    assert complete_tags(tmp_path.parent)  # still complete: only a reader that converts needs to know it
+    with pytest.raises(CheckpointError, match=words):
+        check_meta(tmp_path)

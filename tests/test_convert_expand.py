@@ -12,7 +12,8 @@ import torch
 from safetensors.torch import save_file
 from test_convert_learngene import assert_fails
 
-from tleg_dist import learngene_file, model_card
+from tleg_dist import model_card
+from tleg_dist.artifacts import learngene as learngene_file
 from tleg_dist.convert import main
 from tleg_dist.models.aux_net import AuxNet
 from tleg_dist.models.keys import aux_to_file, file_key

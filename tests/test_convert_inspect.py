@@ -9,7 +9,7 @@ import torch
 from safetensors.torch import save_file
 from timm.models.vision_transformer import VisionTransformer
 
-from tleg_dist import learngene_file
+from tleg_dist.artifacts import learngene as learngene_file
 from tleg_dist.convert import main, storage
 from tleg_dist.convert.inspect import describe
 from tleg_dist.models.arch import ViTArch

@@ -18,7 +18,7 @@ from safetensors.torch import load_file
 from test_convert_ckpts import AUX_DEPTH, CASES, STEPS, WITH_INCOMPLETE, ckpts, tag, trainer_runs  # noqa: F401
 from timm.models.vision_transformer import VisionTransformer
 
-from tleg_dist import learngene_file
+from tleg_dist.artifacts import learngene as learngene_file
 from tleg_dist.convert import main
 from tleg_dist.convert.inspect import describe
 from tleg_dist.convert.zero import _fp32_masters

@@ -10,12 +10,12 @@ import pkgutil
 import pytest
 
 import tleg_dist
+from tleg_dist.artifacts.checkpoints import CheckpointError
+from tleg_dist.artifacts.learngene import LearngeneFileError
 from tleg_dist.config import ConfigError
 from tleg_dist.convert import ConvertError
 from tleg_dist.data.errors import BadImageError, DataError
-from tleg_dist.learngene_file import LearngeneFileError
 from tleg_dist.teacher import TeacherError
-from tleg_dist.training.checkpoint import CheckpointError
 from tleg_dist.training.loop import NonFiniteLossError
 from tleg_dist.training.model_factory import InitError
 from tleg_dist.utils.atomic import OutputExistsError

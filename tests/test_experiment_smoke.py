@@ -14,7 +14,7 @@ import torch
 
 from _launch import ROOT, clean_env
 from tleg_dist import config as config_lib
-from tleg_dist import learngene_file
+from tleg_dist.artifacts import learngene as learngene_file
 from tleg_dist.config import ConfigError
 from tleg_dist.experiments import budget, summary
 from tleg_dist.plans import experiment as xconfig
@@ -184,7 +184,7 @@ def test_fresh_head_is_not_copied(tmp_path, init):
     for fresh in (False, True):
         cfg = config_lib.from_dict({**base, "model": {**base["model"], "init": init, "fresh_head": fresh, **where}})
         torch.manual_seed(123)
-        head = build_model(cfg, 5).state_dict()["head.weight"]
+        head = build_model(cfg).state_dict()["head.weight"]
         assert torch.equal(head, old_head) is (not fresh)
 
 

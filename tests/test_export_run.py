@@ -17,7 +17,8 @@ from _launch import ROOT, run_train, summary
 from PIL import Image
 
 from tleg_dist import config as config_lib
-from tleg_dist import learngene_file, model_card
+from tleg_dist import model_card
+from tleg_dist.artifacts import learngene as learngene_file
 from tleg_dist.convert import zero
 from tleg_dist.data import build_data
 from tleg_dist.data.imagefolder import scan

@@ -10,7 +10,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from tleg_dist import learngene_file as lf
+from tleg_dist.artifacts import learngene as lf
 from tleg_dist.models.arch import ViTArch
 from tleg_dist.models.aux_net import AuxNet
 from tleg_dist.models.keys import aux_to_file, file_key
@@ -191,3 +191,26 @@ def test_folder_with_missing_or_disagreeing_config_is_refused(tmp_path, tensors,
         lf.load(f"local-dir:{folder}")
     with pytest.raises(lf.LearngeneFileError, match=r"empty/learngene.safetensors: no such file"):
         lf.load((tmp_path / "empty").mkdir() or tmp_path / "empty")
+
+
+def test_check_fits_names_every_differing_field_but_the_class_count(saved, toy_arch):
+    lg = lf.load(saved)
+    lg.check_fits(dataclasses.replace(toy_arch, num_classes=toy_arch.num_classes + 1))  # a fresh head fits
+    other = dataclasses.replace(toy_arch, embed_dim=64, patch_size=8, num_classes=2)
+    with pytest.raises(lf.LearngeneFileError, match=f"learngene {saved} does not fit model: embed_dim: file has 32, "
+                                                    f"recipe wants 64; patch_size: file has 4, recipe wants 8$"):
+        lg.check_fits(other)
+
+
+def test_des_state_is_the_expansion_rule_at_any_depth(saved, toy_arch):
+    from tleg_dist.models.des_net import build_des_net
+    from tleg_dist.models.learngene import expand
+
+    lg = lf.load(saved)
+    name = "attn.qkv.weight"
+    a, b = lg.tensors[file_key(name, "a")], lg.tensors[file_key(name, "b")]
+    for depth in (1, 5):
+        state = lg.des_state(depth)
+        build_des_net(toy_arch, depth).load_state_dict(state, strict=True)  # every key, head included
+        for i, want in enumerate(expand(a, b, depth)):
+            assert torch.equal(state[f"blocks.{i}.{name}"], want)

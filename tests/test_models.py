@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from tleg_dist.models.arch import SIZES, ViTArch
 from tleg_dist.models.aux_net import AuxNet
 from tleg_dist.models.des_net import (HEAD_KEYS, SHARED_KEYS, build_des_net, des_state_from_learngene,
-                                      init_des_net_from_learngene)
+                                      load_des_state)
 from tleg_dist.models.learngene import BLOCK_PARAMS, Learngene, block_param_shapes, expand, module_key
 
 TOL = dict(rtol=1e-5, atol=1e-5)  # the bar for "computes the same function"
@@ -202,7 +202,7 @@ def test_aux_gradients_equal_timm_summed_over_layers(toy_arch, seeded, randomize
 def test_des_net_at_aux_depth_reproduces_aux(toy_arch, seeded, randomize):
     aux = randomize(AuxNet(toy_arch, depth=3)).eval()
     des = build_des_net(toy_arch, 3).eval()
-    left_fresh = init_des_net_from_learngene(des, *parts(aux))
+    left_fresh = load_des_state(des, des_state_from_learngene(*parts(aux), len(des.blocks)))
     assert left_fresh == []
     x = images(toy_arch)
     with torch.no_grad():
@@ -213,7 +213,7 @@ def test_des_net_deeper_than_aux_uses_expansion(toy_arch, seeded, randomize):
     aux = randomize(AuxNet(toy_arch, depth=3))
     theta_a, theta_b, shared = parts(aux)
     des = build_des_net(toy_arch, 8)
-    init_des_net_from_learngene(des, theta_a, theta_b, shared)
+    load_des_state(des, des_state_from_learngene(theta_a, theta_b, shared, len(des.blocks)))
     state = des.state_dict()
     for l in range(8):
         for name in BLOCK_PARAMS:
@@ -229,7 +229,7 @@ def test_des_net_head_is_fresh_when_classes_differ(toy_arch, seeded, randomize):
     other = dataclasses.replace(toy_arch, num_classes=toy_arch.num_classes + 3)
     des = build_des_net(other, 4)
     fresh = {k: v.clone() for k, v in des.state_dict().items() if k in HEAD_KEYS}
-    left_fresh = init_des_net_from_learngene(des, theta_a, theta_b, shared)
+    left_fresh = load_des_state(des, des_state_from_learngene(theta_a, theta_b, shared, len(des.blocks)))
     assert sorted(left_fresh) == sorted(HEAD_KEYS)
     state = des.state_dict()
     for k in HEAD_KEYS:
@@ -242,7 +242,7 @@ def test_des_net_rejects_other_width(toy_arch, seeded):
     aux = AuxNet(toy_arch, depth=2)
     des = build_des_net(dataclasses.replace(toy_arch, embed_dim=16), 2)
     with pytest.raises(ValueError, match="shape"):
-        init_des_net_from_learngene(des, *parts(aux))
+        load_des_state(des, des_state_from_learngene(*parts(aux), len(des.blocks)))
 
 
 # ---- the named sizes -------------------------------------------------------------------

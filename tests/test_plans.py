@@ -14,7 +14,7 @@ import torch
 
 from _launch import ROOT, clean_env
 from tleg_dist import config as config_lib
-from tleg_dist import learngene_file
+from tleg_dist.artifacts import learngene as learngene_file
 from tleg_dist.artifacts import run_folder
 from tleg_dist.config import ConfigError
 from tleg_dist.models.arch import ViTArch

@@ -9,6 +9,6 @@ __version__ = "0.1.0"
 
 def load_learngene(path):
     """A `LearngeneFile` (arch, aux_depth, tensors) from a learngene file, its folder or "local-dir:FOLDER"."""
-    from tleg_dist.learngene_file import load  # imported here: `import tleg_dist` stays free of torch
+    from tleg_dist.artifacts.learngene import load  # imported here: `import tleg_dist` stays free of torch
 
     return load(path)

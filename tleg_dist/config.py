@@ -8,13 +8,15 @@ wrong types and out-of-range values fail at once with the key's dotted name:
 
 from __future__ import annotations
 
+from dataclasses import fields
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Literal, Optional, get_type_hints
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import (BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, create_model, field_validator,
+                      model_validator)
 
-from tleg_dist.models.arch import SIZES, ViTArch
+from tleg_dist.models.arch import ARCH_FIELDS, SIZES, ViTArch
 from tleg_dist.utils.errors import UserError
 
 
@@ -46,18 +48,18 @@ class CompileConfig(Section):
     mode: Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"] = "default"
 
 
-class ModelConfig(Section):
-    """The ViT. In the learngene stage `depth` is the Aux-Net's; in finetune, the Des-Net's."""
+def _arch_fields() -> dict:
+    """ViTArch's fields as recipe keys (model.embed_dim, ...): its names, types and defaults; numbers > 0."""
+    types = get_type_hints(ViTArch)
+    return {f.name: (types[f.name], f.default if types[f.name] is bool else
+                     Field(f.default, gt=1 if f.name == "num_classes" else 0)) for f in fields(ViTArch)}
+
+
+class ModelConfig(create_model("ArchSection", __base__=Section, **_arch_fields())):
+    """The ViT: ViTArch's fields, and the depth (in the learngene stage the Aux-Net's; in
+    finetune, the Des-Net's)."""
 
     size: Optional[str] = Field(None, description=f"a named size ({', '.join(SIZES)}) filling unset fields")
-    embed_dim: int = Field(64, gt=0)
-    num_heads: int = Field(4, gt=0)
-    mlp_ratio: float = Field(4.0, gt=0)
-    patch_size: int = Field(4, gt=0)
-    img_size: int = Field(28, gt=0)
-    in_chans: int = Field(1, gt=0)
-    num_classes: int = Field(10, gt=1)
-    qkv_bias: bool = True
     depth: int = Field(6, ge=1)
     drop_path_rate: float = Field(0.0, ge=0, lt=1)
     # finetune only: how the Des-Net starts.
@@ -93,9 +95,7 @@ class ModelConfig(Section):
         return self
 
     def arch(self) -> ViTArch:
-        return ViTArch(embed_dim=self.embed_dim, num_heads=self.num_heads, mlp_ratio=self.mlp_ratio,
-                       patch_size=self.patch_size, img_size=self.img_size, in_chans=self.in_chans,
-                       num_classes=self.num_classes, qkv_bias=self.qkv_bias)
+        return ViTArch(**{k: getattr(self, k) for k in ARCH_FIELDS})
 
 
 class AugConfig(Section):

@@ -11,7 +11,7 @@ import hashlib
 
 import yaml
 
-from tleg_dist import learngene_file
+from tleg_dist.artifacts import learngene as learngene_file
 
 CITATION = """@inproceedings{xia2024tleg,
   title={Transformer as Linear Expansion of Learngene},
@@ -41,8 +41,8 @@ def learngene_source(path) -> dict | None:
     path = learngene_file.weights_path(path)
     if not path.is_file():
         return {"file": str(path), "sha256": "unknown (file not found at export time)"}
-    meta = learngene_file.read_metadata(path)
-    return {"file": path.name, "sha256": sha256(path), "aux_depth": meta.get("aux_depth")}
+    _, aux_depth = learngene_file.arch_from_metadata(learngene_file.read_metadata(path), str(path))
+    return {"file": path.name, "sha256": sha256(path), "aux_depth": aux_depth}
 
 
 def _recipe(run_config: dict) -> dict:

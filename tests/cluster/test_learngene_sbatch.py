@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 from slurm_helpers import REPO, squeue_state, wait_job_end
-from tleg_dist import learngene_file
+from tleg_dist.artifacts import learngene as learngene_file
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 

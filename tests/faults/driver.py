@@ -37,7 +37,8 @@ def _floats(name: str) -> float:
 
 
 def install() -> None:
-    from tleg_dist.training import checkpoint, loop, trainer
+    from tleg_dist.artifacts import checkpoints
+    from tleg_dist.training import loop, trainer
 
     step_delay = _floats("TLEG_FAULT_STEP_DELAY_S")
     save_delay = _floats("TLEG_FAULT_SAVE_DELAY_S")
@@ -74,17 +75,17 @@ def install() -> None:
         trainer._criterion = patched_criterion
 
     if save_delay:
-        atomic_path = checkpoint.atomic_path
+        atomic_path = checkpoints.atomic_path
 
         @contextlib.contextmanager
         def slow_marker(path):
-            if Path(path).name == checkpoint.META:
+            if Path(path).name == checkpoints.MARKER:
                 print(f"[fault] holding {path} back for {save_delay}s", file=sys.stderr, flush=True)
                 time.sleep(save_delay)
             with atomic_path(path) as tmp:
                 yield tmp
 
-        checkpoint.atomic_path = slow_marker
+        checkpoints.atomic_path = slow_marker
 
     die_tag = os.environ.get("TLEG_FAULT_DIE_IN_SAVE")
     die_on_overwrite = os.environ.get("TLEG_FAULT_DIE_ON_OVERWRITE") == "1"
@@ -95,7 +96,7 @@ def install() -> None:
 
         def dying_save(self, state_dict, path):
             tag_dir = Path(path).parent
-            if tag_dir.name == die_tag or (die_on_overwrite and (tag_dir / checkpoint.META).exists()):
+            if tag_dir.name == die_tag or (die_on_overwrite and (tag_dir / checkpoints.MARKER).exists()):
                 save(self, state_dict, path)
                 with open(path, "r+b") as f:
                     f.truncate(os.path.getsize(path) // 2)

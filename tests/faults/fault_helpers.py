@@ -158,7 +158,7 @@ def train_step(out: Path) -> int:
 
 
 def complete_steps(out: Path) -> list[int]:
-    from tleg_dist.training.checkpoint import complete_tags
+    from tleg_dist.artifacts.checkpoints import complete_tags
     return [s for s, _ in complete_tags(out / "checkpoints")]
 
 

@@ -16,9 +16,9 @@ import torch
 import yaml
 from fault_helpers import RECIPE, REPO
 
-from tleg_dist import learngene_file
+from tleg_dist.artifacts import learngene as learngene_file
+from tleg_dist.artifacts.learngene import LearngeneFileError
 from tleg_dist.config import from_dict
-from tleg_dist.learngene_file import LearngeneFileError
 from tleg_dist.models.arch import ViTArch
 from tleg_dist.models.aux_net import AuxNet
 from tleg_dist.models.keys import aux_to_file
@@ -83,7 +83,7 @@ def finetune_cfg(learngene, **model):
 
 
 def test_fitting_learngene_builds(learngene):
-    assert build_model(finetune_cfg(learngene), 10) is not None  # the control for the next test
+    assert build_model(finetune_cfg(learngene)) is not None  # the control for the next test
 
 
 @pytest.mark.parametrize("model, words", [
@@ -92,7 +92,7 @@ def test_fitting_learngene_builds(learngene):
 ])
 def test_learngene_that_does_not_fit_the_model(learngene, model, words):
     with pytest.raises(InitError) as e:
-        build_model(finetune_cfg(learngene, **model), 10)
+        build_model(finetune_cfg(learngene, **model))
     assert str(learngene) in str(e.value) and words in str(e.value), e.value
 
 
@@ -101,7 +101,7 @@ def test_truncated_learngene_safetensors(learngene, keep):
     data = learngene.read_bytes()
     learngene.write_bytes(data[: int(len(data) * keep)])
     with pytest.raises(LearngeneFileError) as e:
-        build_model(finetune_cfg(learngene), 10)
+        build_model(finetune_cfg(learngene))
     assert str(learngene) in str(e.value), e.value
 
 

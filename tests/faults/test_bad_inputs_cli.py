@@ -57,8 +57,20 @@ def test_teacher_checkpoint_that_does_not_match_fails_before_training(tmp_path):
     assert_nothing_trained(out)
 
 
+def test_data_with_another_class_count_fails_before_training(tmp_path):
+    """model.num_classes is checked against the data, not silently replaced by its class count."""
+    recipe = write_recipe(tmp_path / "r.yaml", data={"classes": [0, 1, 2]})
+    out = tmp_path / "run"
+    rc, log = run(recipe, out, timeout=TIMEOUT)
+    assert rc == 1, log[-3000:]
+    assert "ConfigError: model.num_classes is 10 but the data has 3 classes (data.classes): " \
+           "set model.num_classes=3" in log, log[-3000:]
+    assert "Traceback" not in log
+    assert_nothing_trained(out)
+
+
 def test_learngene_that_does_not_fit_fails_before_training(recipe, tmp_path):
-    from tleg_dist import learngene_file
+    from tleg_dist.artifacts import learngene as learngene_file
     from tleg_dist.models.arch import ViTArch
     from tleg_dist.models.aux_net import AuxNet
     from tleg_dist.models.keys import aux_to_file
@@ -99,7 +111,7 @@ def test_corrupt_jpeg_stops_naming_it_then_skip_resumes(tmp_path):
     bad = root / "train" / ("ant", "bee")[i // 48] / f"{i % 48:03d}.jpg"
     bad.write_bytes(bad.read_bytes()[:100])  # truncated JPEG
     recipe = write_recipe(tmp_path / "r.yaml", data={"format": "imagefolder", "root": str(root), "batch_size": 16},
-                          checkpoint={"every_steps": 2, "keep_last": 5})
+                          model={"num_classes": 2}, checkpoint={"every_steps": 2, "keep_last": 5})
     out = tmp_path / "run"
     rc, log = run(recipe, out, timeout=TIMEOUT)
     assert rc == 1, log[-3000:]

@@ -14,11 +14,10 @@ import argparse
 import contextlib
 from pathlib import Path
 
-from tleg_dist import learngene_file, model_card, model_folder
+from tleg_dist import model_card, model_folder
+from tleg_dist.artifacts import learngene as learngene_file
 from tleg_dist.convert.errors import ConvertError
 from tleg_dist.data.preprocessing import eval_preprocessing
-from tleg_dist.models.des_net import des_state_from_learngene
-from tleg_dist.models.keys import split_file_tensors
 from tleg_dist.utils.atomic import check_output
 
 
@@ -79,7 +78,6 @@ def _write(learngene, targets: list[tuple[int, Path]], force: bool, written: lis
         for name in (model_folder.WEIGHTS, model_folder.CONFIG, model_folder.CARD):
             check_output(folder / name, force)
     lg = learngene_file.load(learngene)
-    theta_a, theta_b, shared = split_file_tensors(lg.tensors)
     preprocessing = learngene_file.preprocessing(lg) or eval_preprocessing(None, lg.arch.in_chans)
     source = model_card.learngene_source(learngene)
     for depth, folder in targets:
@@ -87,5 +85,5 @@ def _write(learngene, targets: list[tuple[int, Path]], force: bool, written: lis
         card = model_card.des_net_card(model_args, preprocessing, learngene=source)
         info = {"stage": "expanded", "depth": depth, "aux_depth": lg.aux_depth,
                 "source_learngene": source["file"], "source_sha256": source["sha256"]}
-        written += model_folder.write(folder, des_state_from_learngene(theta_a, theta_b, shared, depth),
+        written += model_folder.write(folder, lg.des_state(depth),
                                       model_args, preprocessing=preprocessing, card=card, info=info, force=True)

@@ -13,6 +13,7 @@ import argparse
 from pathlib import Path
 
 from tleg_dist import model_card, model_folder
+from tleg_dist.artifacts import checkpoints
 from tleg_dist.convert import zero
 from tleg_dist.convert.errors import ConvertError
 from tleg_dist.data.preprocessing import eval_preprocessing
@@ -57,4 +58,4 @@ def export(ckpt_dir, out_dir, *, tag: str | None = None, force: bool = False,
     info = {"stage": ckpt.stage, "depth": ckpt.depth, "source_tag": ckpt.tag_dir.name,
             "global_step": ckpt.meta.get("global_step")}
     return model_folder.write(out_dir, state, model_args, preprocessing=preprocessing, card=card, info=info,
-                              force=force, where=f"{ckpt.tag_dir} (architecture from its {zero.META})")
+                              force=force, where=f"{ckpt.tag_dir} (architecture from its {checkpoints.MARKER})")

@@ -14,7 +14,8 @@ from pathlib import Path
 
 from safetensors import SafetensorError, safe_open
 
-from tleg_dist import learngene_file, model_folder
+from tleg_dist import model_folder
+from tleg_dist.artifacts import learngene as learngene_file
 from tleg_dist.convert import storage
 from tleg_dist.convert.errors import ConvertError
 
@@ -75,7 +76,7 @@ def describe(path, depths=storage.DEFAULT_DEPTHS) -> dict:
     if meta.get("format") == learngene_file.FORMAT:
         arch, aux_depth = learngene_file.arch_from_metadata(meta, str(path))
         comp = storage.Comparison(arch, aux_depth, tuple(depths))
-        info |= {"format": learngene_file.FORMAT, "format_version": meta.get("format_version"),
+        info |= {"format": learngene_file.FORMAT, "format_version": learngene_file.FORMAT_VERSION,
                  "arch": arch.to_dict(), "aux_depth": aux_depth, "storage": comp.as_dict(),
                  "paper": {k: c.as_dict() for k, c in storage.paper_comparisons(depths).items()}}
         if info["params"] != comp.learngene:
@@ -103,7 +104,7 @@ def _describe_weights(weights: Path, where: Path, config: dict | None) -> dict:
 
 
 def _describe_checkpoint(path: Path) -> dict:
-    from tleg_dist.convert import zero  # reads only tleg_meta.json: no torch.load here
+    from tleg_dist.convert import zero  # reads only the checkpoint marker: no torch.load here
 
     ckpt = zero.open_checkpoint(path)
     m = ckpt.meta

@@ -9,7 +9,9 @@ from pathlib import Path
 
 import torch
 
-from tleg_dist import learngene_file, model_card
+from tleg_dist import model_card
+from tleg_dist.artifacts import checkpoints
+from tleg_dist.artifacts import learngene as learngene_file
 from tleg_dist.convert import zero
 from tleg_dist.convert.errors import ConvertError
 from tleg_dist.data.preprocessing import eval_preprocessing
@@ -24,7 +26,7 @@ def add_parser(sub) -> None:
         "learngene", help="DeepSpeed checkpoint of an Aux-Net -> learngene .safetensors",
         description="Consolidate a learngene-stage DeepSpeed checkpoint (ZeRO 0-3, any number of ranks, "
                     "fp32 or bf16) with DeepSpeed's own zero_to_fp32 and write the learngene file. "
-                    "Architecture and aux depth come from the checkpoint's tleg_meta.json.")
+                    f"Architecture and aux depth come from the checkpoint's {checkpoints.MARKER}.")
     p.add_argument("ckpt_dir", type=Path, help="<run>/checkpoints, a tag folder inside it, or the run folder")
     p.add_argument("--out", type=Path, required=True,
                    help="learngene file to write (.safetensors), or a folder for file + config.json + card")
@@ -53,7 +55,7 @@ def convert(ckpt_dir, out, *, tag: str | None = None, dtype: str = "fp32", force
         tensors = aux_to_file(state)
     except KeyError as e:
         raise ConvertError(f"{ckpt.tag_dir}: the module is not an Aux-Net ({e.args[0]})") from None
-    where = f"{ckpt.tag_dir} (checked against the architecture in its {zero.META})"
+    where = f"{ckpt.tag_dir} (checked against the architecture in its {checkpoints.MARKER})"
     learngene_file.validate(tensors, ckpt.arch, where)
     tensors = {k: v.to(DTYPES[dtype]) for k, v in tensors.items()}
     run_config = ckpt.meta.get("config") or {}

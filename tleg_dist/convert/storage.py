@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from math import prod
 
-from tleg_dist.learngene_file import expected_shapes
+from tleg_dist.artifacts.learngene import expected_shapes
 from tleg_dist.models.arch import ViTArch
 from tleg_dist.models.learngene import block_param_shapes
 

@@ -1,4 +1,4 @@
-"""DeepSpeed checkpoints as the converter reads them: find a tag, read its tleg_meta.json,
+"""DeepSpeed checkpoints as the converter reads them: open a complete tag (artifacts/checkpoints.py)
 and consolidate the module's weights with DeepSpeed's own code.
 
 Trust boundary. Every `*_states.pt` file is a torch pickle, and DeepSpeed's consolidation
@@ -8,13 +8,12 @@ DeepSpeed's code runs here, every `torch.load` is forced to `weights_only=True`,
 only the few plain-data DeepSpeed classes these files hold allowed (loss scaler, ZeRO
 stage enum, fragment address). A file holding anything else is refused, naming the
 file and the class. `allow_pickle=True` (`--allow-pickle`) restores DeepSpeed's full
-unpickling for a checkpoint you made yourself. `tleg_meta.json` is plain JSON.
+unpickling for a checkpoint you made yourself. The checkpoint marker is plain JSON.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import pickle
 import re
 import sys
@@ -23,13 +22,9 @@ from pathlib import Path
 
 import torch
 
+from tleg_dist.artifacts import checkpoints, run_folder
 from tleg_dist.convert.errors import ConvertError
 from tleg_dist.models.arch import ViTArch
-
-META = "tleg_meta.json"  # written last by rank 0: a tag without it is incomplete
-META_FORMAT = "tleg-checkpoint"
-META_VERSIONS = ("1",)
-STAGES = ("learngene", "finetune", "teacher")
 
 
 @dataclass
@@ -52,90 +47,24 @@ class Checkpoint:
         return sorted(self.tag_dir.glob("*_optim_states.pt"))
 
     def run_summary(self) -> dict | None:
-        """The run's summary.json when it describes this very checkpoint (same step): metrics for a card."""
-        try:
-            summary = json.loads((self.tag_dir.parent.parent / "summary.json").read_text())
-        except (OSError, ValueError):
-            return None
-        same = isinstance(summary, dict) and summary.get("global_step") == self.meta.get("global_step")
-        return summary if same else None
-
-
-def _is_tag_dir(d: Path) -> bool:
-    return (d / META).is_file() or any(d.glob("*_model_states.pt"))
-
-
-def _meta_or_none(d: Path) -> dict | None:
-    try:
-        meta = json.loads((d / META).read_text())
-    except (OSError, ValueError):
-        return None
-    return meta if isinstance(meta, dict) and meta.get("format") == META_FORMAT else None
-
-
-def resolve_tag_dir(path: str | Path, tag: str | None = None) -> Path:
-    """A tag folder from `<run>`, `<run>/checkpoints` or a tag folder itself.
-
-    Without `tag`, the newest complete checkpoint (largest global_step among the tags
-    with a valid tleg_meta.json); an interrupted save is never picked.
-    """
-    path = Path(path)
-    if not path.exists():
-        raise ConvertError(f"{path}: no such checkpoint directory")
-    if not path.is_dir():
-        raise ConvertError(f"{path}: not a directory; expected a DeepSpeed checkpoint directory "
-                           f"(<run>/checkpoints or a tag folder inside it)")
-    if not _is_tag_dir(path) and (path / "checkpoints").is_dir():
-        path = path / "checkpoints"  # the run folder
-    if tag is not None:
-        tag_dir = path / tag
-        if not tag_dir.is_dir():
-            tags = sorted(d.name for d in path.iterdir() if d.is_dir() and _is_tag_dir(d))
-            raise ConvertError(f"{tag_dir}: no such checkpoint tag; tags in {path}: {', '.join(tags) or 'none'}")
-        return tag_dir
-    if _is_tag_dir(path):
-        return path
-    subdirs = [d for d in path.iterdir() if d.is_dir() and _is_tag_dir(d)]
-    complete = [(int(m.get("global_step", -1)), d.name, d) for d in subdirs if (m := _meta_or_none(d))]
-    if complete:
-        return max(complete)[2]
-    if subdirs:
-        names = ", ".join(sorted(d.name for d in subdirs))
-        raise ConvertError(f"{path}: no complete checkpoint: no tag folder has a valid {META} "
-                           f"(it is written last, so these saves were interrupted or not made by tleg_dist): {names}")
-    raise ConvertError(f"{path}: not a DeepSpeed checkpoint directory (no tag folder with *_model_states.pt)")
-
-
-def read_meta(tag_dir: Path) -> dict:
-    f = tag_dir / META
-    if not f.is_file():
-        what = "an incomplete checkpoint" if any(tag_dir.glob("*_model_states.pt")) else "not a DeepSpeed checkpoint"
-        raise ConvertError(f"{tag_dir}: {what}: {META} is missing (rank 0 writes it after every shard is saved)")
-    try:
-        meta = json.loads(f.read_text())
-    except (OSError, ValueError) as e:
-        raise ConvertError(f"{f}: unreadable checkpoint metadata ({e})") from None
-    if not isinstance(meta, dict) or meta.get("format") != META_FORMAT:
-        got = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
-        raise ConvertError(f"{f}: not tleg checkpoint metadata (format={got!r}, expected {META_FORMAT!r})")
-    if str(meta.get("format_version")) not in META_VERSIONS:
-        raise ConvertError(f"{f}: unsupported format_version {meta.get('format_version')!r}")
-    if meta.get("stage") not in STAGES:
-        raise ConvertError(f"{f}: unknown stage {meta.get('stage')!r} (expected one of {', '.join(STAGES)})")
-    return meta
+        """The run's summary when it describes this very checkpoint (same step): metrics for a card."""
+        summary = run_folder.read_summary(self.tag_dir.parent.parent)
+        return summary if summary is not None and summary.get("global_step") == self.meta.get("global_step") else None
 
 
 def open_checkpoint(path: str | Path, tag: str | None = None) -> Checkpoint:
-    tag_dir = resolve_tag_dir(path, tag)
-    meta = read_meta(tag_dir)
+    """The tag `checkpoints.find` picks, with its architecture from the marker."""
+    tag_dir = checkpoints.find(path, tag)
+    meta = checkpoints.check_meta(tag_dir)
     if meta["stage"] == "teacher":
         return Checkpoint(tag_dir, meta, None, None)
+    where = tag_dir / checkpoints.MARKER
     try:
         arch, depth = ViTArch(**meta["arch"]), int(meta["depth"])
     except (KeyError, TypeError, ValueError) as e:
-        raise ConvertError(f"{tag_dir / META}: bad architecture metadata ({e})") from None
+        raise ConvertError(f"{where}: bad architecture metadata ({e})") from None
     if depth < 1:
-        raise ConvertError(f"{tag_dir / META}: depth must be >= 1, got {depth}")
+        raise ConvertError(f"{where}: depth must be >= 1, got {depth}")
     return Checkpoint(tag_dir, meta, arch, depth)
 
 

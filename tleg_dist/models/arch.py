@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 
 # Named widths. The paper's sizes are 224 px / patch 16; the cpu-* sizes fit 28x28
 # Fashion-MNIST (patch 4 -> 49 tokens) so that the whole method runs on 2 cores.
@@ -50,23 +50,14 @@ class ViTArch:
         return (self.img_size // self.patch_size) ** 2
 
     def timm_kwargs(self, depth: int, drop_path_rate: float = 0.0) -> dict:
-        """Constructor arguments of the equivalent timm VisionTransformer."""
+        """Constructor arguments of the equivalent timm VisionTransformer (every field is one)."""
         if depth < 1:
             raise ValueError(f"depth must be >= 1, got {depth}")
-        return dict(
-            img_size=self.img_size,
-            patch_size=self.patch_size,
-            in_chans=self.in_chans,
-            num_classes=self.num_classes,
-            embed_dim=self.embed_dim,
-            depth=depth,
-            num_heads=self.num_heads,
-            mlp_ratio=self.mlp_ratio,
-            qkv_bias=self.qkv_bias,
-            class_token=False,
-            global_pool="avg",
-            drop_path_rate=drop_path_rate,
-        )
+        return dict(asdict(self), depth=depth, class_token=False, global_pool="avg", drop_path_rate=drop_path_rate)
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+# The one list of architecture fields: recipes, learngene files and checkpoints all use it.
+ARCH_FIELDS = tuple(f.name for f in fields(ViTArch))

@@ -6,7 +6,7 @@ import torch
 from timm.models.vision_transformer import VisionTransformer
 
 from tleg_dist.models.arch import ViTArch
-from tleg_dist.models.learngene import BLOCK_PARAMS, expand
+from tleg_dist.models.learngene import expand
 
 SHARED_KEYS = ("patch_embed.proj.weight", "patch_embed.proj.bias", "pos_embed",
                "fc_norm.weight", "fc_norm.bias")
@@ -25,37 +25,27 @@ def des_state_from_learngene(
 ) -> dict[str, torch.Tensor]:
     """A timm state dict (blocks + whatever shared tensors are given) for `depth` layers."""
     state = dict(shared)
-    for name in BLOCK_PARAMS:
-        if name not in theta_a:
-            continue  # e.g. attn.qkv.bias when qkv_bias=False
-        for i, w in enumerate(expand(theta_a[name], theta_b[name], depth).unbind(0)):
+    for name, a in theta_a.items():  # the block parameters the arch has (no attn.qkv.bias without qkv_bias)
+        for i, w in enumerate(expand(a, theta_b[name], depth).unbind(0)):
             state[f"blocks.{i}.{name}"] = w.clone()
     return state
 
 
 @torch.no_grad()
-def init_des_net_from_learngene(
-    model: VisionTransformer,
-    theta_a: dict[str, torch.Tensor],
-    theta_b: dict[str, torch.Tensor],
-    shared: dict[str, torch.Tensor],
-) -> list[str]:
-    """Load the expanded learngene into `model`; returns the keys left at their fresh init.
+def load_des_state(model: VisionTransformer, state: dict[str, torch.Tensor]) -> list[str]:
+    """Load an expanded learngene (`des_state_from_learngene`) or a ViT's state into `model`;
+    returns the keys left at their fresh init.
 
     The head is copied only when its shape matches (same class count); otherwise it
     keeps timm's fresh initialisation. Any other mismatch is an error.
     """
     own = model.state_dict()
-    depth = len(model.blocks)
-    state = des_state_from_learngene(theta_a, theta_b, {k: shared[k] for k in SHARED_KEYS}, depth)
-    for k in HEAD_KEYS:
-        if k in shared and shared[k].shape == own[k].shape:
-            state[k] = shared[k]
+    state = {k: v for k, v in state.items() if k not in HEAD_KEYS or (k in own and v.shape == own[k].shape)}
     for k, v in state.items():
         if k not in own:
-            raise KeyError(f"learngene tensor {k!r} has no place in the Des-Net")
+            raise KeyError(f"tensor {k!r} has no place in the Des-Net")
         if own[k].shape != v.shape:
-            raise ValueError(f"learngene tensor {k!r} has shape {tuple(v.shape)}, Des-Net expects {tuple(own[k].shape)}")
+            raise ValueError(f"tensor {k!r} has shape {tuple(v.shape)}, Des-Net expects {tuple(own[k].shape)}")
     missing, unexpected = model.load_state_dict(state, strict=False)
     assert not unexpected, unexpected
     return list(missing)

@@ -16,7 +16,7 @@ from typing import Optional
 from pydantic import Field, field_validator
 
 from tleg_dist import config as config_lib
-from tleg_dist import learngene_file
+from tleg_dist.artifacts import learngene as learngene_file
 from tleg_dist.config import parse_override
 from tleg_dist.plans.job import Job, derive
 from tleg_dist.plans.recipes import PlanRecipe
@@ -47,12 +47,10 @@ class SweepRecipe(PlanRecipe):
 
 def build(s: SweepRecipe) -> list[Job]:
     """One job per depth; the learngene and the recipe are checked now, before anything runs."""
-    from tleg_dist.training.model_factory import check_compatible
-
     lg = Path(s.learngene).resolve()
     lg_arch, _ = learngene_file.arch_from_metadata(learngene_file.read_metadata(lg), str(lg))
     base = config_lib.load(s.finetune_recipe, list(s.overrides), check_paths=False)
-    check_compatible(lg_arch, base.model.arch(), lg)
+    learngene_file.check_arch(lg_arch, base.model.arch(), lg)  # from the header: no tensors read
     if not Path(base.deepspeed_config).is_file():
         raise config_lib.ConfigError(f"deepspeed_config {base.deepspeed_config} (from {s.finetune_recipe}) does not "
                                      f"exist here ({Path.cwd()}); run from the repository root")

@@ -1,32 +1,20 @@
-"""DeepSpeed checkpoints with a completeness marker, resume discovery and pruning.
+"""DeepSpeed checkpoints as the trainer saves, resumes and prunes them.
 
-Layout: <output_dir>/checkpoints/<tag>/ is written by engine.save_checkpoint on every
-rank; rank 0 writes <tag>/tleg_meta.json last, atomically. A tag without it (a save
-that was killed half-way) is never resumed from and is cleaned up later.
+Every rank writes its shards with engine.save_checkpoint; rank 0 then marks the tag complete
+(artifacts/checkpoints.py owns the marker and how complete tags are found).
 """
 
 from __future__ import annotations
 
-import json
-import logging
+import dataclasses
 import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from tleg_dist.artifacts.checkpoints import (CheckpointError, complete_meta, complete_tags, find, newest, read_meta,
+                                             tag_for, write_marker)
 from tleg_dist.training.distributed import barrier
-from tleg_dist.utils.atomic import atomic_path
-from tleg_dist.utils.errors import UserError
-
-log = logging.getLogger(__name__)
-
-META = "tleg_meta.json"
-FORMAT = "tleg-checkpoint"
-FORMAT_VERSION = "1"
-
-
-class CheckpointError(RuntimeError, UserError):
-    pass
 
 
 @dataclass
@@ -41,42 +29,19 @@ class Position:
     best_tag: str | None = None
 
 
-def tag_for(step: int) -> str:
-    return f"step_{step:08d}"
-
-
-def read_meta(tag_dir: Path) -> dict | None:
-    try:
-        meta = json.loads((Path(tag_dir) / META).read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return None
-    return meta if meta.get("format") == FORMAT else None
-
-
-def complete_tags(root: Path) -> list[tuple[int, str]]:
-    """(global_step, tag) of every complete checkpoint, oldest first."""
-    out = []
-    if Path(root).is_dir():
-        for d in Path(root).iterdir():
-            meta = read_meta(d) if d.is_dir() else None
-            if meta is not None:
-                out.append((int(meta["global_step"]), d.name))
-    return sorted(out)
-
-
 def find_resume(root: Path, resume: str | None) -> Path | None:
-    """'auto' -> newest complete checkpoint (or None); a path -> that checkpoint tag dir."""
+    """'auto' -> newest complete checkpoint under `root` (or None); a path -> that complete tag
+    (a run or checkpoints folder -> its newest complete tag)."""
     if resume is None:
         return None
     if resume == "auto":
-        tags = complete_tags(root)
-        return Path(root) / tags[-1][1] if tags else None
-    path = Path(resume)
-    if read_meta(path) is None:
-        if path.is_dir() and complete_tags(path):
-            return path / complete_tags(path)[-1][1]
-        raise CheckpointError(f"--resume {path}: not a complete tleg checkpoint (no valid {META})")
-    return path
+        return newest(root)
+    try:
+        tag_dir = find(resume)
+        read_meta(tag_dir)
+    except CheckpointError as e:
+        raise CheckpointError(f"--resume {resume}: not a complete tleg checkpoint ({e})") from None
+    return tag_dir
 
 
 def _free_space(path: Path) -> str:
@@ -121,15 +86,10 @@ class Checkpointer:
                                       f"it stays incomplete and is never resumed from: {e}") from e
             barrier()  # every rank's shards are on disk before the marker exists
         if self.is_main:
-            full = {"format": FORMAT, "format_version": FORMAT_VERSION, **meta,
-                    "epoch": pos.epoch, "batch_in_epoch": pos.batch_in_epoch,
-                    "global_step": pos.global_step, "micro_step": pos.micro_step,
-                    "best_top1": pos.best_top1, "best_tag": pos.best_tag}
             try:
-                with atomic_path(tag_dir / META) as tmp:
-                    tmp.write_text(json.dumps(full, indent=1))
+                write_marker(tag_dir, {**meta, **dataclasses.asdict(pos)})
             except OSError as e:
-                raise CheckpointError(f"writing {tag_dir / META} failed ({_free_space(self.root)}); "
+                raise CheckpointError(f"marking {tag_dir} complete failed ({_free_space(self.root)}); "
                                       f"the marker is as before (none for a new checkpoint): {e}") from e
             self.prune(protect={tag, pos.best_tag} if self.keep_best else {tag})
         self._current = tag
@@ -143,13 +103,11 @@ class Checkpointer:
         for d in self.root.iterdir():
             if not d.is_dir() or d.name in keep:
                 continue
-            if d.name in tags or read_meta(d) is None:
+            if d.name in tags or complete_meta(d) is None:
                 shutil.rmtree(d, ignore_errors=True)
 
     def load(self, engine, tag_dir: Path) -> tuple[Position, dict]:
         meta = read_meta(tag_dir)
-        if meta is None:
-            raise CheckpointError(f"{tag_dir}: incomplete checkpoint")
         try:
             path, client = engine.load_checkpoint(str(tag_dir.parent), tag=tag_dir.name,
                                                   load_optimizer_states=True, load_lr_scheduler_states=True)
@@ -162,7 +120,5 @@ class Checkpointer:
             raise CheckpointError(f"DeepSpeed could not load checkpoint {tag_dir}")
         if Path(tag_dir).parent.resolve() == self.root.resolve():
             self._current = Path(tag_dir).name
-        pos = Position(epoch=meta["epoch"], batch_in_epoch=meta["batch_in_epoch"],
-                       global_step=meta["global_step"], micro_step=meta["micro_step"],
-                       best_top1=meta.get("best_top1", -1.0), best_tag=meta.get("best_tag"))
+        pos = Position(**{f.name: meta[f.name] for f in dataclasses.fields(Position) if f.name in meta})
         return pos, client or {}

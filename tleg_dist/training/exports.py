@@ -17,11 +17,11 @@ from pathlib import Path
 import deepspeed
 from safetensors.torch import save_file
 
-from tleg_dist import learngene_file, model_card, model_folder
+from tleg_dist import model_card, model_folder
+from tleg_dist.artifacts import learngene as learngene_file
 from tleg_dist.artifacts import run_folder as rf
 from tleg_dist.config import RunConfig
 from tleg_dist.data.preprocessing import eval_preprocessing
-from tleg_dist.models.arch import ViTArch
 from tleg_dist.models.keys import aux_to_file
 from tleg_dist.training.model_factory import export_state
 from tleg_dist.utils.atomic import atomic_path, link_or_copy
@@ -33,7 +33,7 @@ def export_final(cfg: RunConfig, engine, meta: dict, out: Path, is_main: bool, s
         state = export_state(module) if is_main else None
     if not is_main:
         return {}
-    arch = ViTArch(**meta["arch"])
+    arch = cfg.model.arch()
     if cfg.stage == "teacher":
         with atomic_path(out / rf.TEACHER_WEIGHTS) as tmp:
             save_file(state, str(tmp), metadata={"stage": cfg.stage})

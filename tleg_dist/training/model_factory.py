@@ -7,65 +7,52 @@ import logging
 import torch
 from torch import nn
 
-from tleg_dist import learngene_file
+from tleg_dist.artifacts import learngene as learngene_file
 from tleg_dist.config import RunConfig
 from tleg_dist.models.aux_net import AuxNet
-from tleg_dist.models.des_net import HEAD_KEYS, build_des_net, init_des_net_from_learngene
-from tleg_dist.models.keys import split_file_tensors
+from tleg_dist.models.des_net import HEAD_KEYS, build_des_net, load_des_state
 from tleg_dist.teacher import create_teacher_model, load_state_file
 from tleg_dist.utils.errors import UserError
 
 log = logging.getLogger(__name__)
-
-# A learngene fixes everything but depth and classes; these must agree with the recipe.
-MUST_MATCH = ("embed_dim", "num_heads", "mlp_ratio", "patch_size", "img_size", "in_chans", "qkv_bias")
 
 
 class InitError(ValueError, UserError):
     pass
 
 
-def check_compatible(file_arch, want_arch, path) -> None:
-    bad = [f"{k}: file has {getattr(file_arch, k)}, recipe wants {getattr(want_arch, k)}"
-           for k in MUST_MATCH if getattr(file_arch, k) != getattr(want_arch, k)]
-    if bad:
-        raise InitError(f"learngene {path} does not fit model: " + "; ".join(bad))
-
-
-def init_truncated(model: nn.Module, path, fresh_head: bool = False) -> None:
-    """The first L blocks (and shared parts) of a deeper pretrained plain ViT."""
-    state = load_state_file(path)
+def _load_init(model: nn.Module, state: dict, source: str, fresh_head: bool) -> list[str]:
+    """`state`'s tensors that `model` has (a deeper ViT's extra blocks are left out); the keys left fresh."""
     own = model.state_dict()
-    take = {k: v for k, v in state.items()
-            if k in own and (k not in HEAD_KEYS or (not fresh_head and v.shape == own[k].shape))}
-    for k, v in take.items():
-        if v.shape != own[k].shape:
-            raise InitError(f"model.pretrained {path}: {k} has shape {tuple(v.shape)}, model wants {tuple(own[k].shape)}")
-    missing = [k for k in own if k not in take and k not in HEAD_KEYS]
+    try:
+        fresh = load_des_state(model, {k: v for k, v in state.items()
+                                       if k in own and not (fresh_head and k in HEAD_KEYS)})
+    except ValueError as e:
+        raise InitError(f"{source}: {e}") from None
+    missing = [k for k in fresh if k not in HEAD_KEYS]
     if missing:
-        raise InitError(f"model.pretrained {path} lacks {missing[:4]}{' ...' if len(missing) > 4 else ''}")
-    model.load_state_dict(take, strict=False)
+        raise InitError(f"{source} lacks {missing[:4]}{' ...' if len(missing) > 4 else ''}")
+    return fresh
 
 
-def build_model(cfg: RunConfig, num_classes: int) -> nn.Module:
+def build_model(cfg: RunConfig) -> nn.Module:
     m = cfg.model
     if cfg.stage == "teacher":
-        return create_teacher_model(cfg.distill.teacher, num_classes, m.in_chans)
-    arch = m.arch().__class__(**{**m.arch().to_dict(), "num_classes": num_classes})
+        return create_teacher_model(cfg.distill.teacher, m.num_classes, m.in_chans)
     if cfg.stage == "learngene":
-        return AuxNet(arch, m.depth, m.drop_path_rate)
-    model = build_des_net(arch, m.depth, m.drop_path_rate)
-    if m.init == "learngene":
+        return AuxNet(m.arch(), m.depth, m.drop_path_rate)
+    model = build_des_net(m.arch(), m.depth, m.drop_path_rate)
+    if m.init == "truncated":  # the first L blocks (and shared parts) of a deeper pretrained plain ViT
+        _load_init(model, load_state_file(m.pretrained), f"model.pretrained {m.pretrained}", m.fresh_head)
+    elif m.init == "learngene":
         lg = learngene_file.load(m.learngene)
-        check_compatible(lg.arch, arch, m.learngene)
-        theta_a, theta_b, shared = split_file_tensors(lg.tensors)
-        if m.fresh_head:
-            shared = {k: v for k, v in shared.items() if k not in HEAD_KEYS}
-        fresh = init_des_net_from_learngene(model, theta_a, theta_b, shared)
+        try:
+            lg.check_fits(m.arch())
+        except learngene_file.LearngeneFileError as e:  # a sound file, but not for this recipe's model
+            raise InitError(str(e)) from None
+        fresh = _load_init(model, lg.des_state(m.depth), f"learngene {m.learngene}", m.fresh_head)
         log.info("Des-Net depth %d initialised from %s (aux depth %d); fresh: %s",
                  m.depth, m.learngene, lg.aux_depth, fresh or "none")
-    elif m.init == "truncated":
-        init_truncated(model, m.pretrained, m.fresh_head)
     return model
 
 

@@ -19,13 +19,13 @@ from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
 
 from tleg_dist import config as config_lib
 from tleg_dist.artifacts import run_folder
+from tleg_dist.artifacts.checkpoints import CheckpointError, complete_tags, tag_for
 from tleg_dist.config import ConfigError, RunConfig
 from tleg_dist.data import build_data
 from tleg_dist.losses import DistillationLoss
 from tleg_dist.teacher import build_teacher
 from tleg_dist.training import ds_config, distributed, optim
-from tleg_dist.training.checkpoint import (Checkpointer, CheckpointError, Position, complete_tags, find_resume,
-                                          tag_for)
+from tleg_dist.training.checkpoint import Checkpointer, Position, find_resume
 from tleg_dist.training.exports import export_final
 from tleg_dist.training.loop import LoopContext, evaluate, train_steps
 from tleg_dist.training.loss_tracker import LossTracker
@@ -59,7 +59,7 @@ def _criterion(cfg: RunConfig, teacher) -> DistillationLoss:
 
 def _prepare_output(cfg: RunConfig, resume: str | None, is_main: bool) -> Path:
     out = Path(cfg.output_dir)
-    ckpt = out / "checkpoints"
+    ckpt = out / run_folder.CHECKPOINTS
     if resume is None and complete_tags(ckpt):
         raise CheckpointError(f"{out} already holds checkpoints; pass --resume auto to continue it, "
                               f"or choose another output_dir (nothing was overwritten)")
@@ -88,11 +88,14 @@ def train(cfg: RunConfig, resume: str | None = None) -> dict:
 
     data = build_data(cfg.data, cfg.model.arch(), rank=dist.rank, world_size=dist.world_size, seed=cfg.seed,
                       device=dist.device)
+    if data.num_classes != cfg.model.num_classes:  # else a head of the wrong size would train, or crash later
+        raise ConfigError(f"model.num_classes is {cfg.model.num_classes} but the data has {data.num_classes} classes"
+                          f"{' (data.classes)' if cfg.data.classes else ''}: set model.num_classes={data.num_classes}")
     teacher = None
     if cfg.distill.type != "none":
         teacher = build_teacher(cfg.distill.teacher, data.num_classes, cfg.model.in_chans).to(dist.device)
     torch.manual_seed(cfg.seed)  # identical initial weights on every rank
-    model = build_model(cfg, data.num_classes)
+    model = build_model(cfg)
 
     steps_per_epoch = max(1, len(data.train) // cfg.optim.grad_accum)
     total_steps = cfg.optim.schedule_steps or steps_per_epoch * cfg.train.epochs
@@ -109,9 +112,9 @@ def train(cfg: RunConfig, resume: str | None = None) -> dict:
         from timm.utils import ModelEmaV3
         ema = ModelEmaV3(engine.module, decay=cfg.train.ema_decay)
 
-    ckpt = Checkpointer(out / "checkpoints", cfg.checkpoint.keep_last, cfg.checkpoint.keep_best, dist.is_main)
+    ckpt = Checkpointer(out / run_folder.CHECKPOINTS, cfg.checkpoint.keep_last, cfg.checkpoint.keep_best, dist.is_main)
     pos = Position()
-    resume_from = find_resume(out / "checkpoints", resume)
+    resume_from = find_resume(out / run_folder.CHECKPOINTS, resume)
     if resume_from is not None:
         pos, client = ckpt.load(engine, resume_from)
         if ema is not None and "ema" in client:
@@ -128,12 +131,12 @@ def train(cfg: RunConfig, resume: str | None = None) -> dict:
     losses = LossTracker(dist.device, cfg.train.nan_policy, cfg.train.max_nan_skips)
     ctx = LoopContext(engine, _criterion(cfg, teacher), dist, dtype, data.mixup, cfg.seed, cfg.train.nan_policy,
                       cfg.train.max_nan_skips, cfg.train.log_every_steps, global_batch, losses, data.prepare, ema)
-    meta = {"stage": cfg.stage, "arch": cfg.model.arch().to_dict() | {"num_classes": data.num_classes},
+    meta = {"stage": cfg.stage, "arch": cfg.model.arch().to_dict(),
             "depth": cfg.model.depth, "zero_stage": ds_config.zero_stage(ds), "bf16": bf16,
             "world_size": dist.world_size, "config": cfg.model_dump(mode="json")}
 
     def client_state() -> dict:
-        # The position and config also live in tleg_meta.json (read without unpickling);
+        # The position and config also live in the checkpoint marker (read without unpickling);
         # RNG states are informative only: every micro-step reseeds from (seed, step, rank).
         state = {"position": dataclasses.asdict(pos), "config": meta["config"], "rng": rng_states()}
         if ema is not None:

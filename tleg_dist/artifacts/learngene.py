@@ -21,15 +21,16 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from tleg_dist.model_folder import CARD, CONFIG, folder_of
-from tleg_dist.models.arch import ViTArch
-from tleg_dist.models.keys import SHARED_FILE_KEYS, file_key
+from tleg_dist.models.arch import ARCH_FIELDS, ViTArch
+from tleg_dist.models.des_net import des_state_from_learngene
+from tleg_dist.models.keys import SHARED_FILE_KEYS, file_key, split_file_tensors
 from tleg_dist.models.learngene import block_param_shapes
 from tleg_dist.utils.atomic import atomic_path, check_output
 from tleg_dist.utils.errors import UserError
 
 FORMAT = "tleg-learngene"
 FORMAT_VERSION = "1"
-ARCH_FIELDS = ("embed_dim", "num_heads", "mlp_ratio", "patch_size", "img_size", "in_chans", "num_classes", "qkv_bias")
+HEADER = ("format", "format_version", "aux_depth")  # with ARCH_FIELDS: what every learngene file says
 PREPROCESSING = "preprocessing"  # optional metadata key: timm pretrained_cfg fields of the eval transform, JSON
 FOLDER_WEIGHTS = "learngene.safetensors"
 _JSON_KEYS = (*ARCH_FIELDS, "aux_depth", PREPROCESSING)  # JSON-encoded in the file's string metadata
@@ -39,12 +40,29 @@ class LearngeneFileError(ValueError, UserError):
     pass
 
 
+def check_arch(file_arch: ViTArch, arch: ViTArch, where) -> None:
+    """A learngene fixes every architecture field but the class count (a head may start fresh)."""
+    bad = [f"{k}: file has {getattr(file_arch, k)}, recipe wants {getattr(arch, k)}"
+           for k in ARCH_FIELDS if k != "num_classes" and getattr(file_arch, k) != getattr(arch, k)]
+    if bad:
+        raise LearngeneFileError(f"learngene {where} does not fit model: " + "; ".join(bad))
+
+
 @dataclass
 class LearngeneFile:
     arch: ViTArch
     aux_depth: int
     tensors: dict[str, torch.Tensor]
     extra: dict[str, str]
+    path: Path | None = None  # where it was read from, for messages
+
+    def check_fits(self, arch: ViTArch) -> None:
+        """LearngeneFileError naming each field in which `arch` differs from the file's."""
+        check_arch(self.arch, arch, self.path)
+
+    def des_state(self, depth: int) -> dict[str, torch.Tensor]:
+        """The timm state dict of a Des-Net of `depth` layers (blocks expanded, shared tensors and head)."""
+        return des_state_from_learngene(*split_file_tensors(self.tensors), depth)
 
 
 def metadata(arch: ViTArch, aux_depth: int, extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -135,7 +153,7 @@ def _check_folder_config(folder: Path, meta: dict[str, str]) -> None:
     except (OSError, UnicodeDecodeError, ValueError) as e:
         raise LearngeneFileError(f"{f}: not readable JSON ({e})") from None
     want = folder_config(meta)
-    bad = [k for k in ("format", "format_version", "aux_depth", *ARCH_FIELDS)
+    bad = [k for k in (*HEADER, *ARCH_FIELDS)
            if not isinstance(config, dict) or config.get(k) != want.get(k)]
     if bad:
         got = config.get(bad[0]) if isinstance(config, dict) else config
@@ -178,8 +196,8 @@ def load(path) -> LearngeneFile:
     except (SafetensorError, OSError, ValueError) as e:
         raise LearngeneFileError(f"{path}: corrupt tensor data ({e})") from e
     validate(tensors, arch, str(path))
-    extra = {k: v for k, v in meta.items() if k not in ARCH_FIELDS and k not in ("format", "format_version", "aux_depth")}
-    return LearngeneFile(arch, aux_depth, tensors, extra)
+    extra = {k: v for k, v in meta.items() if k not in ARCH_FIELDS and k not in HEADER}
+    return LearngeneFile(arch, aux_depth, tensors, extra, path)
 
 
 def preprocessing(lg: LearngeneFile) -> dict | None:
