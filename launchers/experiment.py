@@ -1,10 +1,10 @@
 """Reproduce the paper's claims at CPU scale: one command, resumable, results in results_dir.
 
-    python launchers/experiment.py --config configs/experiments/fmnist.yaml             # full run
-    python launchers/experiment.py --config configs/experiments/fmnist.yaml --smoke     # tiny budget (CI)
-    python launchers/experiment.py --config configs/experiments/fmnist.yaml --cluster   # on Slurm
-    python launchers/experiment.py --config configs/experiments/fmnist.yaml --dry-run   # runs and budgets
-    python launchers/experiment.py --config configs/experiments/fmnist.yaml --report-only
+    python launchers/experiment.py --config configs/experiments/fmnist_v2.yaml             # full run
+    python launchers/experiment.py --config configs/experiments/fmnist_v2.yaml --smoke     # tiny budget (CI)
+    python launchers/experiment.py --config configs/experiments/fmnist_v2.yaml --cluster   # on Slurm
+    python launchers/experiment.py --config configs/experiments/fmnist_v2.yaml --dry-run   # runs and budgets
+    python launchers/experiment.py --config configs/experiments/fmnist_v2.yaml --report-only
     python launchers/experiment.py --config X.yaml seeds=[0] depths=[2,4]              # recipe overrides
 
 Rerunning the same command continues: finished runs are reused, an interrupted one resumes
@@ -57,8 +57,7 @@ def _main(argv) -> int:
         plan = experiment.build(x, smoke=args.smoke)
     if args.dry_run:
         for j in plan:
-            print(f"{j.name:45s} {j.labels['planned_images']:>9,} images "
-                  f"(+{j.labels.get('aux_share', 0):,.0f} charged) -> {j.out}")
+            print(f"{j.name:50s} {j.labels['planned_images']:>9,} images -> {j.out}")
         return 0
     outcome = Outcome(collect(plan), planned=len(plan)) if args.report_only else launch.run(plan, x, args)
     records = experiment.records(plan, outcome.records)

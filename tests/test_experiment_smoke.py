@@ -1,11 +1,10 @@
-"""The experiment (issue 6): budget arithmetic, verdict rules, the plan of the committed
-recipe, fresh heads for transfer, and the whole pipeline end to end at the smoke budget."""
+"""The experiment (issue 13's protocol): budgets in units u, the statistics, the plan of the
+committed recipe, fresh heads, and the whole experiment end to end at the smoke budget."""
 
 from __future__ import annotations
 
 import json
 import math
-from types import SimpleNamespace
 import subprocess
 import sys
 
@@ -17,140 +16,115 @@ from tleg_dist import config as config_lib
 from tleg_dist.artifacts import learngene as learngene_file
 from tleg_dist.config import ConfigError
 from tleg_dist.experiments import budget, summary
-from tleg_dist.plans import experiment as xconfig
-from tleg_dist.plans.experiment import build as build_plan
+from tleg_dist.plans import experiment
 
-RECIPE = ROOT / "configs" / "experiments" / "fmnist.yaml"
+RECIPE = ROOT / "configs" / "experiments" / "fmnist_v2.yaml"
 
 
-# ---- budget arithmetic -----------------------------------------------------------------
-
-def test_aux_share_modes():
-    assert budget.aux_share(8000, 2, 8, [1, 2, 4, 8], "depth_share") == 2000
-    assert budget.aux_share(8000, 8, 8, [1, 2, 4, 8], "depth_share") == 8000  # aux-depth pays all of A
-    assert budget.aux_share(8000, 2, 8, [1, 2, 4, 8], "amortised") == 2000
-    with pytest.raises(ValueError):
-        budget.aux_share(1, 1, 1, [1], "free")
-
+# ---- budgets and statistics ------------------------------------------------------------------
 
 def test_steps_round_up_to_whole_batches():
     cfg = config_lib.from_dict({"data": {"batch_size": 128}})
     assert budget.steps_for(128, cfg) == 1
     assert budget.steps_for(129, cfg) == 2
-    assert budget.steps_for(256.0000001, cfg) == 2  # float noise from the share must not add a step
+    assert budget.steps_for(256.0000001, cfg) == 2  # float noise must not add a step
     assert budget.steps_for(10240, cfg, world_size=2) == 40
 
 
-# ---- verdicts and the cost ratio ---------------------------------------------------------
-
-def cell(mean, std=0.0, n=3, total=1000.0):
-    return {"top1_mean": mean, "top1_std": std, "n_seeds": n, "total_images": total}
-
-
-@pytest.mark.parametrize("t, b, word", [
-    (cell(80, 0.5), cell(78, 0.5), "win"),
-    (cell(78, 0.5), cell(80, 0.5), "loss"),
-    (cell(80, 2.0), cell(79, 2.0), "tie"),
-    (cell(80, 0.0), cell(80, 0.0), "tie"),
-    (cell(90, 0.0, n=1), cell(10, 0.0), "n/a"),
-])
-def test_verdict_rule(t, b, word):
-    assert summary.verdict(t, b)["verdict"] == word
+@pytest.mark.parametrize("t, df, p", [(4.303, 2, 0.05), (2.776, 4, 0.05), (1.0, 1, 0.5), (0.0, 2, 1.0),
+                                      (9.925, 2, 0.01)])
+def test_t_test_p_values_match_the_tables(t, df, p):
+    assert summary.t_two_sided_p(t, df) == pytest.approx(p, abs=2e-4)
 
 
-def test_cost_ratio_bounds_and_log_interpolation():
-    tleg = cell(80, total=1000)
-    curve = [cell(70, total=500), cell(78, total=1000), cell(82, total=2000)]
-    r = summary.cost_ratio(tleg, curve)
-    # 80 is halfway from 78 to 82: halfway in log(images) between 1000 and 2000.
-    assert r["bound"] == "about" and r["ratio"] == pytest.approx(math.sqrt(2))
-    assert summary.cost_ratio(cell(60, total=1000), curve) == {"ratio": 0.5, "bound": "at_most"}
-    assert summary.cost_ratio(cell(90, total=1000), curve) == {"ratio": 2.0, "bound": "more_than"}
-    assert summary.cost_ratio(tleg, []) is None
+def cell(values, seeds=(0, 1, 2)):
+    return {"top1_per_seed": list(values), "seeds": list(seeds)}
 
 
-def test_comparisons_report_both_accountings():
-    cells = [{"setting": "s", "depth": 2, "init": i, **cell(m, 0.1, total=t)}
-             for i, m, t in [("tleg", 80, 1000), ("scratch", 70, 500), ("scratch_long", 78, 1000),
-                             ("scratch_2x", 82, 2000)]]
-    (row,) = summary.comparisons(cells, other_totals={("s", 2): 500.0})
-    assert row["vs"]["scratch"]["verdict"] == "win" and row["vs"]["scratch_2x"]["verdict"] == "loss"
-    assert row["cost_ratio"]["ratio"] == pytest.approx(math.sqrt(2))
-    # Same accuracies, half the total charged to TLEG: twice the ratio.
-    assert row["cost_ratio_other"]["ratio"] == pytest.approx(2 * math.sqrt(2))
+def test_paired_comparison_and_verdicts():
+    # differences 2.0, 2.1, 1.9: mean 2, se 0.0577, t 34.6 -> a win
+    win = summary.paired(cell([80.0, 81.1, 79.9]), cell([78.0, 79.0, 78.0]))
+    assert win["verdict"] == "win" and win["diff"] == pytest.approx(2.0) and win["p"] < 0.01
+    loss = summary.paired(cell([78.0, 79.0, 78.0]), cell([80.0, 81.1, 79.9]))
+    assert loss["verdict"] == "loss"
+    # differences +3, -2, +1: mean 0.67, se 1.45 -> a tie
+    assert summary.paired(cell([83.0, 78.0, 81.0]), cell([80.0, 80.0, 80.0]))["verdict"] == "tie"
+    assert summary.paired(cell([90.0], [0]), cell([10.0], [0]))["verdict"] == "n/a"  # one seed
+    # only the seeds both have are paired
+    assert summary.paired(cell([80.0, 81.0, 99.0]), cell([79.0, 80.0], (0, 1)))["n"] == 2
 
 
-def test_aggregate_mean_std_per_cell():
-    recs = [{"kind": "des", "setting": "s", "depth": 2, "init": "tleg", "seed": k, "top1": v, "images": 256,
-             "total_images": 320.0, "aux_share": 64.0, "params": 10, "wall_time_s": 1.0}
-            for k, v in enumerate([70.0, 72.0, 74.0])]
-    (c,) = summary.aggregate(recs)
-    assert (c["top1_mean"], c["top1_std"], c["seeds"], c["finetune_images"]) == (72.0, 2.0, [0, 1, 2], 256)
+# ---- the recipe and its plan -------------------------------------------------------------------
 
-
-# ---- the recipe and its plan ------------------------------------------------------------
-
-def test_recipe_errors_name_the_key(tmp_path):
-    with pytest.raises(ConfigError, match="budget.finetune_imgs: unknown key"):
-        xconfig.load(RECIPE, ["budget.finetune_imgs=3"])
+def test_recipe_errors_name_the_key():
+    with pytest.raises(ConfigError, match="budget_u.aux_epochs: unknown key"):
+        experiment.load(RECIPE, ["budget_u.aux_epochs=3"])
     with pytest.raises(ConfigError, match="depths: repeated"):
-        xconfig.load(RECIPE, ["depths=[2,2]"])
-    with pytest.raises(ConfigError, match="must include tleg"):
-        xconfig.load(RECIPE, ["inits=[scratch]"])
-    with pytest.raises(ConfigError, match="truncated init needs depths <= the aux depth"):
-        build_plan(xconfig.load(RECIPE, ["depths=[2,12]"]))
+        experiment.load(RECIPE, ["depths=[2,2]"])
+    with pytest.raises(ConfigError, match="must have tleg"):
+        experiment.load(RECIPE, ["inits={scratch: {start: scratch}}"])
+    with pytest.raises(ConfigError, match="inits: unknown"):
+        experiment.load(RECIPE, ["settings=[{name: s, inits: [tleg, bogus]}]"])
+    with pytest.raises(ConfigError, match="needs depths <= the aux depth 8"):
+        experiment.build(experiment.load(RECIPE, ["depths=[2,12]"]))
 
 
 @pytest.fixture(scope="module")
 def full_plan():
-    return xconfig.load(RECIPE), build_plan(xconfig.load(RECIPE))
+    x = experiment.load(RECIPE)
+    return x, experiment.build(x)
 
 
-def _view(j):
-    """A planned job as the accounting sees it: its labels, config and run folder."""
-    lab = {"depth": None, "init": None, "aux_share": 0.0, **j.labels}
-    return SimpleNamespace(**lab, images=lab["planned_images"], total_images=lab["planned_images"] + lab["aux_share"],
-                           name=j.name, out=j.out, config=lambda check_paths=False: j.cfg)
-
-
-def test_full_plan_budgets_match_the_accounting(full_plan):
+def test_full_plan_has_every_cell_and_the_paper_budgets(full_plan):
     x, plan = full_plan
-    plan = [_view(j) for j in plan]
-    per_seed_setting = 2 + len(x.depths) * len(x.inits)  # learngene, pretrain, descendants
-    assert len(plan) == len(x.settings) * (1 + len(x.seeds) * per_seed_setting)
-    by = {(j.setting, j.seed, j.depth, j.init): j for j in plan if j.kind == "des"}
-    lg = {(j.setting, j.seed): j for j in plan if j.kind == "learngene"}
-    aux_depth = config_lib.load(x.learngene.recipe, check_paths=False).model.depth
-    for (setting, seed, depth, init), j in by.items():
-        t = by[(setting, seed, depth, "tleg")]
-        assert t.images == x.budget.finetune_images  # whole batches of 128 in the recipe
-        assert t.aux_share == pytest.approx(lg[(setting, seed)].images * depth / aux_depth)
-        if init in ("scratch", "truncated"):
-            assert j.images == t.images
-        elif init == "scratch_long":
-            assert t.total_images <= j.images < t.total_images + 128
-        elif init == "scratch_2x":
-            assert 2 * t.total_images <= j.images < 2 * t.total_images + 128
+    des = [j for j in plan if j.labels["kind"] == "des" and not j.labels.get("ablation")]
+    n_inits = {s.name: len(s.inits or x.inits) for s in x.settings}
+    assert len(des) == len(x.seeds) * len(x.depths) * sum(n_inits.values())
+    cells = {(j.labels["setting"], j.labels["depth"], j.labels["init"]) for j in des}
+    assert ("same_task", 8, "scratch_150u") in cells and ("transfer_digits", 2, "heur_lg") in cells
+    for j in des:
+        u = x.inits[j.labels["init"]].budget_u or x.budget_u.finetune
+        assert u * 1000 <= j.labels["planned_images"] < u * 1000 + 64, j.name  # whole batches of 64
+        assert j.cfg.optim.warmup_epochs == 0 and j.cfg.distill.type == "none"
+    for j in plan:
+        if j.labels["kind"] in ("aux", "vit", "pre"):
+            assert j.cfg.distill.type == "soft" and j.cfg.distill.tau == 1.0
+            assert j.cfg.distill.alpha == (0.5 if j.labels.get("ablation") == "alpha=0.5" else 1.0)
+            want = 50_000 if j.labels.get("ablation") == "aux_budget_u=50" else 150_000
+            assert want <= j.labels["planned_images"] < want + 64
+            steps = j.cfg.train.max_steps
+            assert j.cfg.optim.warmup_epochs * (steps / j.cfg.train.epochs) == pytest.approx(0.03 * steps, rel=0.05)
 
 
-def test_full_plan_configs_validate_and_isolate_settings(full_plan):
+def test_full_plan_wires_each_init_to_its_source(full_plan):
     x, plan = full_plan
-    for j in map(_view, plan):
-        cfg = j.config(check_paths=False)
-        assert cfg.output_dir == j.out
-        if j.kind == "des":
-            assert cfg.model.depth == j.depth and cfg.distill.type == "none"
-            assert cfg.train.max_steps == cfg.optim.schedule_steps == j.images // cfg.data.batch_size
-            assert cfg.model.fresh_head is (j.setting == "transfer")
-            want = [5, 6, 7, 8, 9] if j.setting == "transfer" else None
+    by = {j.name: j for j in plan}
+    for j in plan:
+        lab = j.labels
+        if lab["kind"] != "des":
+            continue
+        src = [by[i.job] for i in j.inputs]
+        kind = {"tleg": "aux", "truncated": "vit", "heur_lg": "vit"}.get(lab["init"])
+        if lab["init"].startswith("scratch"):
+            assert not src and j.cfg.model.init == "scratch"
+        elif lab["init"] == "prefin":  # a ViT of this very depth, distilled for 150u
+            assert src[0].labels["depth"] == lab["depth"] and j.cfg.model.init == "truncated"
+            assert src[0].labels["kind"] == ("vit" if lab["depth"] == 8 else "pre")
         else:
-            want = [0, 1, 2, 3, 4] if j.setting == "transfer" else None
-            if j.kind in ("learngene", "pretrain"):
-                assert cfg.model.depth == max(x.depths) and cfg.distill.type == "soft"
-                # bound to the teacher job's weights, read from its summary.json when the job starts
-                assert str(cfg.distill.teacher.checkpoint) == f"<{j.setting}: teacher:weights>"
-                assert j.out.parent.parent == (x.output_dir / j.setting).resolve()
-        assert cfg.data.classes == want, j.name
+            assert src[0].labels["kind"] == kind and src[0].labels["depth"] == 8
+        upstream = "same_task" if lab["setting"] == "transfer_digits" else lab["setting"]
+        assert all(s.labels["setting"] == upstream and s.labels["seed"] == lab["seed"] for s in src)
+        assert j.cfg.model.fresh_head is (lab["setting"] != "same_task")
+        assert j.cfg.data.format == ("digits" if lab["setting"] == "transfer_digits" else "fashion_mnist")
+
+
+def test_ablations_are_one_seed_and_do_not_repeat_the_main_lr(full_plan):
+    x, plan = full_plan
+    abl = [j for j in plan if j.labels.get("ablation")]
+    assert {j.labels["seed"] for j in abl} == {0} and {j.labels["setting"] for j in abl} == {"same_task"}
+    lrs = {j.labels["ablation"] for j in abl if j.labels["ablation"].startswith("lr=")}
+    assert lrs == {"lr=0.0005", "lr=0.002"}  # 1e-3 is the recipe's own: the main runs
+    assert sum(j.labels["ablation"] == "lr=0.002" for j in abl) == len(x.depths) * len(x.inits)
 
 
 def test_every_stage_recipe_in_configs_experiments_loads():
@@ -202,32 +176,44 @@ def test_smoke_experiment_end_to_end(tmp_path):
     p = launch("--smoke", *over)
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
     s = json.loads((res / "summary.json").read_text())
-    assert s["complete"] and s["runs_finished"] == s["runs_planned"] == 26 and s["smoke"]
+    planned = s["runs_planned"]
+    assert s["complete"] and s["runs_finished"] == planned and s["smoke"]
     cells = {(c["setting"], c["depth"], c["init"]): c for c in s["records"]}
-    assert len(cells) == 2 * 2 * 5
-    for (setting, depth, init), c in cells.items():
-        assert 0 <= c["top1_mean"] <= 100 and c["n_seeds"] == 1 and c["seeds"] == [0]
-        tleg = cells[(setting, depth, "tleg")]
-        assert tleg["total_images"] == pytest.approx(256 + 512 * depth / 6)  # F + A L / L_aux, A = 4 batches
-        if init in ("scratch", "truncated"):
-            assert c["finetune_images"] == 256
-        if init == "scratch_long":
-            assert tleg["total_images"] <= c["finetune_images"] < tleg["total_images"] + 128
-    # Transfer descendants start with a fresh head; same-task ones inherit it.
+    assert len(cells) == 2 * (7 + 6 + 6)  # depths x inits of each setting
+    for c in cells.values():
+        assert 0 <= c["top1_mean"] <= 100 and c["n_seeds"] == 2 and c["seeds"] == [0, 1]
+        assert set(c) >= {"setting", "depth", "init", "top1_mean", "top1_std", "top1_per_seed", "train_images"}
+    # amortised: TLEG's total is its own images plus the Aux-Net's over the 2 depths
+    aux = next(r for r in s["runs"] if r["kind"] == "aux" and r["setting"] == "same_task" and not r.get("ablation"))
+    tleg = cells[("same_task", 2, "tleg")]
+    assert tleg["total_images"] == pytest.approx(tleg["train_images"] + aux["images"] / 2)
+    assert cells[("same_task", 2, "scratch_35u")]["total_images"] == cells[("same_task", 2, "scratch_35u")][
+        "train_images"]
+    comp = next(c for c in s["comparisons"] if c["setting"] == "same_task" and c["depth"] == 4)
+    assert set(comp["vs"]) == {"scratch_35u", "scratch_100u", "scratch_150u", "truncated", "prefin", "heur_lg"}
+    assert all(v["n"] == 2 and v["verdict"] in ("win", "loss", "tie") for v in comp["vs"].values())
+    acct = {(a["setting"], a["unit"]): a for a in s["accounting"]}
+    a = acct[("same_task", "images")]
+    assert a["ratio"] == pytest.approx((a["aux"] + a["tleg"]) / a["scratch_100u"])
+    assert s["setup"]["alpha"] == 1.0 and s["setup"]["aux_depth"] == 4 and s["setup"]["depths"] == [2, 4]
+    assert {a["ablation"] for a in s["ablations"]} == {"alpha=0.5", "aux_budget_u=0.25", "lr=0.0005"}
     log = p.stdout + p.stderr
-    assert log.count("fresh: ['head.weight', 'head.bias']") == 2 and log.count("fresh: none") == 2
+    assert "heur_lg" in log and "fresh: ['head.weight', 'head.bias']" in log
     md = (res / "results.md").read_text()
-    assert "## Setting `transfer`" in md and "| L | params |" in md and "PARTIAL" not in md
+    assert "## Setting `transfer_digits`" in md and "| L | params |" in md and "PARTIAL" not in md
+    assert "## Comparisons" in md and "## Ablations (one seed)" in md
     for png in ("acc_vs_depth.png", "acc_vs_cost.png"):
         assert (res / png).read_bytes()[:4] == b"\x89PNG"
-    assert s["storage"]["storage"]["learngene"] == 2 * s["storage"]["storage"]["block"] + s["storage"]["storage"]["shared"]
+    st = s["storage"]["storage"]
+    assert st["learngene"] == 2 * st["block"] + st["shared"]
 
     # Rerunning reuses every finished run; a missing run makes the report PARTIAL.
     again = launch("--smoke", *over)
-    assert again.returncode == 0 and again.stdout.count("already finished") == 26, again.stdout[-2000:]
-    (out / "transfer" / "seed0" / "des" / "d2_tleg" / "summary.json").unlink()
+    assert again.returncode == 0 and again.stdout.count("already finished") == planned, again.stdout[-2000:]
+    (out / "transfer_digits" / "seed0" / "d2_tleg" / "summary.json").unlink()
     partial = launch("--smoke", "--report-only", *over)
     assert partial.returncode == 0, partial.stderr[-2000:]
     s2 = json.loads((res / "summary.json").read_text())
-    assert not s2["complete"] and s2["runs_finished"] == 25
-    assert "PARTIAL: 25 of 26 runs" in (res / "results.md").read_text()
+    assert not s2["complete"] and s2["runs_finished"] == planned - 1
+    assert f"PARTIAL: {planned - 1} of {planned} runs" in (res / "results.md").read_text()
+    assert math.isfinite(s2["accounting"][0]["ratio"])

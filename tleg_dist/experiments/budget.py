@@ -1,20 +1,9 @@
-"""Training budgets in images, and how TLEG's total cost is counted.
+"""Training budgets in images: a budget becomes optimizer steps that see at least that many.
 
 The unit is training images seen (micro-batches x batch size x ranks), as in the trainer's
-summary. A descendant of depth L costs its fine-tuning images F plus a share of the Aux-Net's
-training images A (the teacher is not charged to anyone, as in the paper, whose teacher is an
-off-the-shelf network; the truncated baseline is charged the same way as TLEG):
-
-  depth_share (default):  total(L) = F + A * L / L_aux
-      A descendant pays for the Aux-Net layers it inherits: the aux-depth descendant pays all
-      of A, a 1-layer one A / L_aux. Summed over the depths D this charges A * sum(D) / L_aux,
-      more than the A actually spent whenever sum(D) > L_aux, so the comparison leans towards
-      the baselines, never towards TLEG.
-  amortised:              total(L) = F + A / |D|
-      The Aux-Net is trained once for the |D| descendants and charged to them equally.
-
-Budgets are matched in optimizer steps (train.max_steps with optim.schedule_steps, so the
-cosine schedule ends with the budget): a budget is rounded up to whole global batches.
+summary. Budgets are matched in optimizer steps (train.max_steps with optim.schedule_steps, so
+the cosine schedule ends with the budget): a budget is rounded up to whole global batches. How
+the costs are then compared (the paper's amortised accounting) is experiments/summary.py.
 """
 
 from __future__ import annotations
@@ -25,14 +14,6 @@ import math
 import os
 
 from tleg_dist.config import RunConfig
-
-
-def aux_share(aux_images: int, depth: int, aux_depth: int, depths: list[int], mode: str) -> float:
-    if mode == "depth_share":
-        return aux_images * depth / aux_depth
-    if mode == "amortised":
-        return aux_images / len(depths)
-    raise ValueError(f"unknown cost accounting {mode!r}")
 
 
 def images_per_step(cfg: RunConfig, world_size: int = 1) -> int:
@@ -74,8 +55,9 @@ def stage_images(cfg: RunConfig, ranks: int = 1) -> int:
     return steps * images_per_step(cfg, ranks)
 
 
-def budget_updates(images: float, cfg: RunConfig, ranks: int = 1) -> tuple[int, dict]:
-    """(images it will see, config updates) for training exactly `images` (rounded up to a step).
+def budget_updates(images: float, cfg: RunConfig, ranks: int = 1, warmup: float = 0.0) -> tuple[int, dict]:
+    """(images it will see, config updates) for training exactly `images` (rounded up to a step),
+    the first `warmup` fraction of them warming up (0: as the recipe says).
 
     Only one evaluation, at the end: an earlier one would be reported if max_steps stopped
     the run mid-epoch, and the final weights are what each init is judged on.
@@ -84,4 +66,6 @@ def budget_updates(images: float, cfg: RunConfig, ranks: int = 1) -> tuple[int, 
     epochs = math.ceil(steps / steps_per_epoch(cfg, ranks))
     updates = {"train.epochs": epochs, "train.max_steps": steps, "optim.schedule_steps": steps,
                "train.eval_every_epochs": epochs + 1}
+    if warmup:
+        updates["optim.warmup_epochs"] = warmup * steps / steps_per_epoch(cfg, ranks)
     return steps * images_per_step(cfg, ranks), updates

@@ -1,12 +1,17 @@
-"""The experiment's numbers: per-(setting, depth, init) cells, TLEG-vs-baseline verdicts, the
-equal-accuracy cost ratio and the storage arithmetic, written to results_dir/summary.json;
-its tables and plots are the plans' report (tleg_dist/plans/report.py) with `notes` below.
-What the numbers say about the paper is written up by hand in docs/results.md.
+"""The experiment's numbers: per-(setting, depth, init) cells, paired comparisons of TLEG with
+every other init, the paper's amortised cost accounting, storage, and the one-seed ablations,
+written to results_dir/summary.json. Tables and plots are the plans' report
+(tleg_dist/plans/report.py) with `notes` below; what the numbers say about the paper is
+written up by hand in docs/results.md.
 
-Verdict rule (fixed in advance, applied to every cell, so nothing is picked afterwards):
-TLEG wins when its mean top-1 exceeds the baseline's by more than twice the standard error
-of the difference, sqrt(s_t^2/n_t + s_b^2/n_b); loses when it trails by as much; ties
-otherwise. With fewer than 2 seeds on either side there is no verdict ("n/a").
+Comparisons pair the runs of one seed (same data order, same upstream jobs): the mean
+difference TLEG − baseline over seeds, its standard error, and a two-sided paired t-test at
+95 % (df = seeds − 1). Verdict: "win" or "loss" when p < 0.05, else "tie"; "n/a" under 2 seeds.
+
+Accounting (the paper's): the Aux-Net is trained once and amortised over the descendants, so
+TLEG's cost for a set D of depths is (Aux + Σ_D fine-tuning) ÷ Σ_D scratch(100u), in
+training images; extrapolated to the paper's |D| = 10 by repeating the mean descendant.
+Layer-passes (images × layers) are the sensitivity check: deeper runs cost more per image.
 """
 
 from __future__ import annotations
@@ -19,149 +24,119 @@ from collections import defaultdict
 from pathlib import Path
 
 from tleg_dist.artifacts import run_folder
-from tleg_dist.experiments import budget
-from tleg_dist.plans.experiment import INIT_ORDER, ExperimentRecipe
+from tleg_dist.plans.experiment import ExperimentRecipe
 from tleg_dist.plans.job import Job
 from tleg_dist.plans.report import md_table
 from tleg_dist.utils.atomic import atomic_path
 
-BASELINES = tuple(i for i in INIT_ORDER if i != "tleg")
-SCRATCH_CURVE = ("scratch", "scratch_long", "scratch_2x")  # random init at growing budgets
-OTHER_COST = {"depth_share": "amortised", "amortised": "depth_share"}
+REFERENCE = "scratch_100u"  # the paper's comparator for cost
 # The report's display names and plots (report.write's names= and plots=).
-NAMES = {"depth": "L", "total_images": "training images charged to the run (own + its Aux-Net share)"}
+NAMES = {"depth": "L", "total_images": "training images charged to the run (own + amortised upstream)"}
 PLOTS = {"acc_vs_depth.png": "depth", "acc_vs_cost.png": "total_images"}
 
 
-def mean_std(values: list[float]) -> tuple[float, float]:
-    """Mean and sample standard deviation (0 for one value)."""
-    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+def t_two_sided_p(t: float, df: int) -> float:
+    """P(|T| >= |t|) for Student's t with df degrees of freedom (Simpson's rule on the density:
+    no SciPy needed for the few tests an experiment makes)."""
+    c = math.exp(math.lgamma((df + 1) / 2) - math.lgamma(df / 2)) / math.sqrt(df * math.pi)
+    n, x = 2000, min(abs(t), 1e3)
+    h = x / n
+    f = [c * (1 + (i * h) ** 2 / df) ** (-(df + 1) / 2) for i in range(n + 1)]
+    area = h / 3 * (f[0] + f[-1] + 4 * sum(f[1:-1:2]) + 2 * sum(f[2:-1:2]))
+    return max(0.0, 1 - 2 * area)
 
 
-def _cell(rs: list[dict], **key) -> dict:
-    rs = sorted(rs, key=lambda r: r["seed"])
-    m, s = mean_std([r["top1"] for r in rs])
-    images = sorted({r["images"] for r in rs})
-    return {**key, "top1_mean": m, "top1_std": s, "n_seeds": len(rs), "seeds": [r["seed"] for r in rs],
-            "top1_per_seed": [r["top1"] for r in rs],
-            # Identical across seeds by construction; a list would show it if not.
-            "finetune_images": images[0] if len(images) == 1 else images,
-            "total_images": statistics.fmean(r["total_images"] for r in rs),
-            "aux_share_images": statistics.fmean(r["aux_share"] for r in rs),
-            "params": rs[0]["params"], "wall_time_s": sum(r["wall_time_s"] or 0 for r in rs)}
+def paired(t: dict, b: dict) -> dict:
+    """TLEG − baseline over the seeds both have."""
+    seeds = sorted(set(t["seeds"]) & set(b["seeds"]))
+    d = [t["top1_per_seed"][t["seeds"].index(s)] - b["top1_per_seed"][b["seeds"].index(s)] for s in seeds]
+    if len(d) < 2:
+        return {"diff": d[0] if d else None, "se": None, "p": None, "n": len(d), "verdict": "n/a"}
+    mean, se = statistics.fmean(d), statistics.stdev(d) / math.sqrt(len(d))
+    p = 1.0 if se == 0 and mean == 0 else 0.0 if se == 0 else t_two_sided_p(mean / se, len(d) - 1)
+    word = "tie" if p >= 0.05 else "win" if mean > 0 else "loss"
+    return {"diff": mean, "se": se, "p": p, "n": len(d), "verdict": word}
 
 
 def aggregate(records: list[dict]) -> list[dict]:
-    """One cell per (setting, depth, init) of the descendants, in setting/depth/init order."""
-    settings = list(dict.fromkeys(r["setting"] for r in records))
+    """One cell per (setting, depth, init) of the main descendants (not the ablations)."""
     groups = defaultdict(list)
     for r in records:
-        if r["kind"] == "des":
+        if r["kind"] == "des" and not r.get("ablation"):
             groups[(r["setting"], r["depth"], r["init"])].append(r)
-    keys = sorted(groups, key=lambda k: (settings.index(k[0]), k[1], INIT_ORDER.index(k[2])))
-    return [_cell(groups[k], setting=k[0], depth=k[1], init=k[2]) for k in keys]
+    cells = []
+    for (setting, depth, init), rs in groups.items():
+        rs = sorted(rs, key=lambda r: r["seed"])
+        vals = [r["top1"] for r in rs]
+        cells.append({"setting": setting, "depth": depth, "init": init, "top1_mean": statistics.fmean(vals),
+                      "top1_std": statistics.stdev(vals) if len(vals) > 1 else 0.0, "n_seeds": len(rs),
+                      "seeds": [r["seed"] for r in rs], "top1_per_seed": vals, "train_images": rs[0]["images"],
+                      "total_images": rs[0]["total_images"], "budget_u": rs[0]["budget_u"], "params": rs[0]["params"]})
+    return cells
 
 
-def upstream(records: list[dict]) -> list[dict]:
-    """Teacher, Aux-Net and the truncated baseline's pretrain run, per setting (top-1 on upstream val)."""
-    groups = defaultdict(list)
-    for r in records:
-        if r["kind"] != "des":
-            groups[(r["setting"], r["kind"])].append(r)
-    out = []
-    for (setting, kind), rs in groups.items():
-        c = _cell(rs, setting=setting, kind=kind)
-        out.append({k: c[k] for k in ("setting", "kind", "top1_mean", "top1_std", "n_seeds", "seeds",
-                                      "top1_per_seed", "params", "wall_time_s")} | {"images": c["finetune_images"]})
-    return out
-
-
-def verdict(t: dict, b: dict) -> dict:
-    diff = t["top1_mean"] - b["top1_mean"]
-    if min(t["n_seeds"], b["n_seeds"]) < 2:
-        return {"diff": diff, "se": None, "verdict": "n/a"}
-    se = math.sqrt(t["top1_std"] ** 2 / t["n_seeds"] + b["top1_std"] ** 2 / b["n_seeds"])
-    word = "win" if diff > 2 * se else "loss" if diff < -2 * se else "tie"
-    if se == 0 and diff == 0:
-        word = "tie"
-    return {"diff": diff, "se": se, "verdict": word}
-
-
-def cost_ratio(tleg: dict, scratch_cells: list[dict]) -> dict | None:
-    """How many images random init needs to reach TLEG's mean top-1, over TLEG's total.
-
-    The scratch points (same budget, TLEG's total, twice it) are joined linearly in
-    log(images); the first crossing counts. bound: "about" (interpolated), "at_most" (the
-    smallest scratch budget already reaches it), "more_than" (the largest does not).
-    """
-    pts = sorted((c["total_images"], c["top1_mean"]) for c in scratch_cells)
-    if not pts:
-        return None
-    target, total = tleg["top1_mean"], tleg["total_images"]
-    if pts[0][1] >= target:
-        return {"ratio": pts[0][0] / total, "bound": "at_most"}
-    for (x0, a0), (x1, a1) in zip(pts, pts[1:]):
-        if a1 >= target > a0:
-            f = (target - a0) / (a1 - a0)
-            return {"ratio": math.exp(math.log(x0) + f * (math.log(x1) - math.log(x0))) / total, "bound": "about"}
-    return {"ratio": pts[-1][0] / total, "bound": "more_than"}
-
-
-def ratio_text(r: dict | None) -> str:
-    if r is None:
-        return "-"
-    return {"at_most": "≤ ", "about": "≈ ", "more_than": "> "}[r["bound"]] + f"{r['ratio']:.2f}×"
-
-
-def comparisons(cells: list[dict], other_totals: dict | None = None) -> list[dict]:
-    """Per (setting, depth): TLEG against each baseline present, and the cost ratio.
-
-    other_totals {(setting, depth): TLEG's total under the other cost accounting} adds
-    `cost_ratio_other`, because the accounting, not only the accuracies, decides the ratio.
-    """
+def comparisons(cells: list[dict]) -> list[dict]:
     by = {(c["setting"], c["depth"], c["init"]): c for c in cells}
-    out = []
-    for (setting, depth, init), t in by.items():
-        if init != "tleg":
+    return [{"setting": s, "depth": d, "vs": {b: paired(t, by[(s, d, b)]) for (s2, d2, b) in by
+                                              if (s2, d2) == (s, d) and b != "tleg"}}
+            for (s, d, i), t in by.items() if i == "tleg"]
+
+
+def accounting(plan: list[Job], cells: list[dict]) -> list[dict]:
+    """Per setting, the paper's cost ratio for the planned depths and for |D| = 10, in images
+    and in layer-passes (images × depth)."""
+    names = {j.name: j for j in plan}
+    rows = []
+    for setting in dict.fromkeys(c["setting"] for c in cells):
+        by = {(c["depth"], c["init"]): c for c in cells if c["setting"] == setting}
+        depths = sorted({d for d, i in by if i == "tleg" and (d, REFERENCE) in by})
+        tleg = next((j for j in plan if j.labels.get("init") == "tleg" and j.labels["setting"] == setting
+                     and not j.labels.get("ablation")), None)
+        if not depths or tleg is None:
             continue
-        row = {"setting": setting, "depth": depth, "vs": {}}
-        for b in BASELINES:
-            if (setting, depth, b) in by:
-                row["vs"][b] = verdict(t, by[(setting, depth, b)])
-        curve = [by[(setting, depth, s)] for s in SCRATCH_CURVE if (setting, depth, s) in by]
-        row["cost_ratio"] = cost_ratio(t, curve)
-        if other_totals and (setting, depth) in other_totals:
-            row["cost_ratio_other"] = cost_ratio({**t, "total_images": other_totals[(setting, depth)]}, curve)
-        out.append(row)
-    return out
+        aux = names[tleg.inputs[0].job]  # the Aux-Net this setting's TLEG descendants expand
+        for unit, w in (("images", lambda d: 1), ("layer_passes", lambda d: d)):
+            a = aux.labels["planned_images"] * w(aux.cfg.model.depth)
+            ft = [by[(d, "tleg")]["train_images"] * w(d) for d in depths]
+            sc = [by[(d, REFERENCE)]["train_images"] * w(d) for d in depths]
+            rows.append({"setting": setting, "unit": unit, "depths": depths, "aux": a, "tleg": sum(ft),
+                         REFERENCE: sum(sc), "ratio": (a + sum(ft)) / sum(sc),
+                         "ratio_10_depths": (a + 10 * statistics.fmean(ft)) / (10 * statistics.fmean(sc))})
+    return rows
+
+
+def ablations(records: list[dict]) -> list[dict]:
+    """The one-seed ablations next to the main run of the same seed, depth and init."""
+    main = {(r["setting"], r["seed"], r["depth"], r["init"]): r for r in records
+            if r["kind"] == "des" and not r.get("ablation")}
+    return [{"ablation": r["ablation"], "setting": r["setting"], "depth": r["depth"], "init": r["init"],
+             "seed": r["seed"], "top1": r["top1"],
+             "main_top1": (main.get((r["setting"], r["seed"], r["depth"], r["init"])) or {}).get("top1")}
+            for r in records if r["kind"] == "des" and r.get("ablation")]
 
 
 def write(x: ExperimentRecipe, plan: list[Job], records: list[dict], *, smoke: bool, command: str,
           invocation_s: float | None) -> dict:
-    """results_dir/summary.json. invocation_s: wall time of the training invocation so far; None
-    for a --report-only rebuild, which keeps the training invocation's figures."""
+    """results_dir/summary.json; invocation_s: wall time of the training invocation so far (None
+    for a --report-only rebuild, which keeps the training invocation's figures)."""
     cells = aggregate(records)
-    lg_jobs = [j for j in plan if j.labels["kind"] == "learngene"]
-    aux_images = {j.labels["setting"]: j.labels["planned_images"] for j in lg_jobs if j.labels["seed"] == x.seeds[0]}
-    aux_depth = lg_jobs[0].cfg.model.depth if lg_jobs else 0
-    # TLEG's total under the accounting the recipe did not choose: the accounting, not only the
-    # accuracies, decides the cost ratio.
-    other = {(c["setting"], c["depth"]): c["finetune_images"] + budget.aux_share(
-                 aux_images[c["setting"]], c["depth"], aux_depth, x.depths, OTHER_COST[x.budget.cost])
-             for c in cells if c["init"] == "tleg" and lg_jobs}
-    lg_file = next((run_folder.artifact(j.out, "learngene") for j in lg_jobs if run_folder.finished(j.out)), None)
+    aux_jobs = [j for j in plan if j.labels.get("kind") == "aux" and not j.labels.get("ablation")]
+    lg_file = next((run_folder.artifact(j.out, "learngene") for j in aux_jobs if run_folder.finished(j.out)), None)
+    aux_cfg = aux_jobs[0].cfg if aux_jobs else None
     out = Path(x.results_dir)
-    # Stages run in this process: its CPU time is what an idle machine would need in wall time at
-    # OMP_NUM_THREADS=1, whatever else shares the machine.
     wall, cpu = (invocation_s, _cpu_time()) if invocation_s is not None else _last_times(out / "summary.json", command)
-    result = {"format": "tleg-experiment-results", "format_version": "2", "complete": len(records) == len(plan),
+    result = {"format": "tleg-experiment-results", "format_version": "3", "complete": len(records) == len(plan),
               "runs_finished": len(records), "runs_planned": len(plan), "smoke": smoke, "command": command,
               "host": f"{os.cpu_count()} CPU cores", "rebuilt": invocation_s is None, "cpu_time_s": cpu,
               "wall_time_s": {"sum_of_runs": sum(r["wall_time_s"] or 0 for r in records), "this_invocation": wall},
-              "accounting": {"unit": "training images", "cost": x.budget.cost, "aux_depth": aux_depth,
-                             "aux_images": aux_images, "finetune_images": x.budget.finetune_images},
-              "records": cells, "upstream": upstream(records), "comparisons": comparisons(cells, other),
-              "storage": _storage(lg_file, x.depths), "experiment": x.model_dump(mode="json"), "runs": records}
+              "setup": {"unit_images": x.unit_images, "budgets_u": x.budget_u.model_dump(), "depths": x.depths,
+                        "seeds": x.seeds, "aux_depth": aux_cfg.model.depth if aux_cfg else None,
+                        "alpha": aux_cfg.distill.alpha if aux_cfg else None,
+                        "tau": aux_cfg.distill.tau if aux_cfg else None,
+                        "inits": {k: v.model_dump() for k, v in x.inits.items()}},
+              "records": cells, "comparisons": comparisons(cells), "accounting": accounting(plan, cells),
+              "storage": _storage(lg_file, x.depths), "ablations": ablations(records),
+              "experiment": x.model_dump(mode="json"), "runs": records}
     out.mkdir(parents=True, exist_ok=True)
     with atomic_path(out / "summary.json") as tmp:
         tmp.write_text(json.dumps(result, indent=1, default=str))
@@ -169,26 +144,31 @@ def write(x: ExperimentRecipe, plan: list[Job], records: list[dict], *, smoke: b
 
 
 def notes(result: dict) -> str:
-    """The verdicts, cost ratios, storage and provenance of summary.json as plain Markdown."""
-    comps, cost = result["comparisons"], result["accounting"]["cost"]
-    base = [b for b in BASELINES if any(b in c["vs"] for c in comps)]
-    other = any("cost_ratio_other" in c for c in comps)
-    rows = [[c["setting"], c["depth"]] + ["-" if c["vs"].get(b) is None else
-                                          f"{c['vs'][b]['verdict']} ({c['vs'][b]['diff']:+.2f})" for b in base]
-            + [ratio_text(c["cost_ratio"])] + ([ratio_text(c.get("cost_ratio_other"))] if other else [])
-            for c in comps]
-    head = ["setting", "L"] + [f"tleg vs {b}" for b in base] + [f"cost ratio ({cost})"]
-    lines = ["## Comparisons", "",
-             "TLEG against each baseline: verdict (win/loss beyond 2 standard errors of the difference of "
-             "means, else tie; n/a under 2 seeds) and the difference in top-1 points. Cost ratio: images "
-             "random init needs to reach TLEG's mean top-1, over TLEG's total images.", "",
-             md_table(head + ([f"cost ratio ({OTHER_COST[cost]})"] if other else []), rows)]
+    """The comparisons, accounting, storage, ablations and provenance as plain Markdown."""
+    comps = result["comparisons"]
+    base = list(dict.fromkeys(b for c in comps for b in c["vs"]))
+    cell = lambda v: "-" if v is None or v["diff"] is None else (  # noqa: E731
+        f"{v['verdict']} ({v['diff']:+.2f}" + ("" if v["se"] is None else f" ± {v['se']:.2f}, p={v['p']:.3f}") + ")")
+    lines = ["## Comparisons", "", "TLEG − each init, paired by seed: verdict (two-sided paired t-test, 95 %), mean "
+             "difference in top-1 points ± its standard error, p.", "",
+             md_table(["setting", "L"] + [f"tleg vs {b}" for b in base],
+                      [[c["setting"], c["depth"]] + [cell(c["vs"].get(b)) for b in base] for c in comps])]
+    if result["accounting"]:
+        lines += ["## Cost (the paper's amortised accounting)", "",
+                  md_table(["setting", "unit", "depths", f"(Aux + Σ tleg) ÷ Σ {REFERENCE}", "same, |D| = 10"],
+                           [[a["setting"], a["unit"], a["depths"], f"{a['ratio']:.2f}", f"{a['ratio_10_depths']:.2f}"]
+                            for a in result["accounting"]])]
     st = (result["storage"] or {}).get("storage")
     if st:
         lines += [f"Storage (parameters, as `python -m tleg_dist.convert inspect` counts them): learngene "
-                  f"{st['learngene']:,}; one model per depth {st['depths']}: {st['per_depth_total']:,} "
-                  f"({st['ratio_per_depth']:.1f}×); one {st['aux_depth']}-layer model: {st['aux_model']:,} "
-                  f"({st['ratio_aux_model']:.1f}×).", ""]
+                  f"{st['learngene']:,}; one model per depth {st['depths']} (prefin): {st['per_depth_total']:,} "
+                  f"({st['ratio_per_depth']:.1f}×); one {st['aux_depth']}-layer model (truncated, heur_lg): "
+                  f"{st['aux_model']:,} ({st['ratio_aux_model']:.1f}×).", ""]
+    if result["ablations"]:
+        lines += ["## Ablations (one seed)", "", md_table(
+            ["ablation", "setting", "L", "init", "top-1", "main run"],
+            [[a["ablation"], a["setting"], a["depth"], a["init"], f"{a['top1']:.2f}",
+              "-" if a["main_top1"] is None else f"{a['main_top1']:.2f}"] for a in result["ablations"]])]
     wall, made = result["wall_time_s"], f"Produced by `{result['command']}` on {result['host']}"
     made += f": {wall['sum_of_runs'] / 60:.1f} min of wall time summed over the runs"
     if wall["this_invocation"] is not None:

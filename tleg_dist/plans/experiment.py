@@ -1,13 +1,20 @@
-"""The experiment as a plan: per setting one cached teacher; per (seed, setting) the Aux-Net
-(learngene stage), the truncated baseline's plain aux-depth ViT ("pretrain": the learngene
-recipe run as a finetune stage from scratch, so same distillation, data and budget), then one
-fine-tuning run per (depth, init). Seeds are the outer loop, so an interrupted experiment has
-whole seeds done. Its budgets and statistics are tleg_dist/experiments/{budget,summary}.py.
+"""The experiment as a plan: the paper's protocol in miniature (issue 13). Budgets are in units
+u of `unit_images` training images, one u standing for one paper epoch.
 
-    OUT/<setting>/teacher/   OUT/<setting>/seed<k>/{learngene,pretrain}/   .../des/d<L>_<init>/
+Upstream, per setting that trains its own (`upstream_from` borrows another's) and per seed:
+  aux        the Aux-Net (learngene stage), distilled from the setting's teacher
+  vit        a plain ViT of the Aux-Net's depth, same recipe and distillation (stage finetune
+             from scratch): the source of `truncated` and `heur_lg`, and `prefin` at that depth
+  pre_L      plain ViTs of each other depth L, distilled the same way: `prefin`'s source
+and one teacher per upstream setting (seed `teacher_seed`), shared by every seed.
+Then per (setting, seed, depth, init) one descendant, initialised as the init's `start` says
+and fine-tuned for its budget. Ablations (one seed, the first setting) add Aux-Nets with
+other alphas or budgets and their TLEG descendants, and every init at other learning rates.
 
-The recipe is validated like a RunConfig; `--smoke` applies its own `smoke.experiment`
-overrides before validation and `smoke.stages` to every stage run.
+    OUT/<upstream>/teacher/  OUT/<upstream>/seed<k>/{aux,vit,pre_d<L>}/  OUT/<setting>/seed<k>/d<L>_<init>/
+
+`--smoke` applies the recipe's `smoke.experiment` overrides before validation and
+`smoke.stages` to every stage run.
 """
 
 from __future__ import annotations
@@ -15,7 +22,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal, Optional
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
 from tleg_dist.config import ConfigError, Section, read_yaml
 from tleg_dist.experiments import budget
@@ -23,29 +30,37 @@ from tleg_dist.plans import recipes
 from tleg_dist.plans.job import Input, Job, derive
 from tleg_dist.plans.recipes import PlanRecipe, StageRef
 
-# tleg: expanded from the learngene. scratch: random init, same fine-tuning budget.
-# scratch_long: random init, TLEG's total budget. scratch_2x: twice that (tests "2x lower cost").
-# truncated: first L blocks of a plain aux-depth ViT trained like the Aux-Net.
-Init = Literal["tleg", "scratch", "scratch_long", "scratch_2x", "truncated"]
-INIT_ORDER = ("tleg", "scratch", "scratch_long", "scratch_2x", "truncated")
-MODEL_INIT = {"tleg": "learngene", "truncated": "truncated"}  # the rest start from scratch
+# How a descendant starts: the model factory's init, and which upstream job gives its weights.
+STARTS = {"learngene": ("learngene", "aux"), "scratch": ("scratch", None), "truncated": ("truncated", "vit"),
+          "heur_lg": ("heur_lg", "vit"), "prefin": ("truncated", "pre")}
+
+
+class InitSpec(Section):
+    start: Literal["learngene", "scratch", "truncated", "heur_lg", "prefin"]
+    budget_u: Optional[float] = Field(None, gt=0, description="fine-tuning budget (default: budget_u.finetune)")
 
 
 class Setting(Section):
-    """Where the upstream stages (teacher, Aux-Net, truncated baseline) and the descendants train."""
-
     name: str = Field(pattern=r"^[A-Za-z0-9_-]+$")
     description: str = ""
-    upstream: list[str] = Field(default_factory=list, description="overrides for teacher, learngene, pretrain")
+    upstream: list[str] = Field(default_factory=list, description="overrides for teacher, aux and ViT pretraining")
+    upstream_from: Optional[str] = Field(None, description="reuse this setting's upstream jobs instead")
     downstream: list[str] = Field(default_factory=list, description="overrides for every descendant")
     fresh_head: bool = Field(False, description="descendants start with a fresh classifier (new classes)")
+    inits: Optional[list[str]] = Field(None, description="default: every init of the recipe")
 
 
-class Budget(Section):
-    finetune_images: int = Field(gt=0, description="every descendant's fine-tuning budget, in images")
-    cost: Literal["depth_share", "amortised"] = Field(
-        "depth_share", description="TLEG's total = fine-tuning + Aux-Net images x L/L_aux (depth_share) "
-                                   "or + Aux-Net images / number of depths (amortised); see budget.py")
+class Budgets(Section):
+    aux: float = Field(gt=0, description="Aux-Net and every distilled plain ViT, in u")
+    finetune: float = Field(gt=0, description="a descendant's fine-tuning, in u")
+    aux_warmup: float = Field(0.0, ge=0, lt=1, description="fraction of the upstream budget spent warming up")
+
+
+class Ablations(Section):
+    seed: int = 0
+    alpha: list[float] = Field(default_factory=list, description="other distillation alphas for the Aux-Net")
+    aux_budget_u: list[float] = Field(default_factory=list, description="other Aux-Net budgets")
+    lr: list[float] = Field(default_factory=list, description="fine-tuning lrs, for every init")
 
 
 class Smoke(Section):
@@ -55,39 +70,37 @@ class Smoke(Section):
 
 class ExperimentRecipe(PlanRecipe):
     output_dir: Path = Field(Path("runs/experiments/default"), description="runs and checkpoints (not committed)")
-    results_dir: Path = Field(Path("results/default"), description="summary.json, results.{md,json,csv}, plots")
+    results_dir: Path = Field(Path("results/default"), description="summary.json, results.md, plots")
+    unit_images: int = Field(1000, gt=0, description="u: training images standing for one paper epoch")
     teacher: StageRef
-    learngene: StageRef
+    aux: StageRef
     finetune: StageRef
     settings: list[Setting] = Field(min_length=1)
     depths: list[int] = Field(min_length=1)
-    inits: list[Init] = Field(min_length=1)
+    inits: dict[str, InitSpec]
     seeds: list[int] = Field(min_length=1)
-    teacher_seed: int = Field(0, description="one cached teacher per setting, shared by all seeds")
-    budget: Budget
+    teacher_seed: int = 0
+    budget_u: Budgets
+    ablations: Ablations = Ablations()
     smoke: Smoke = Smoke()
 
     @model_validator(mode="after")
     def _check(self):
-        for name, items in (("depths", self.depths), ("inits", self.inits), ("seeds", self.seeds),
-                            ("settings", [s.name for s in self.settings])):
+        names = [s.name for s in self.settings]
+        for key, items in (("depths", self.depths), ("seeds", self.seeds), ("settings", names)):
             if len(set(items)) != len(items):
-                raise ValueError(f"{name}: repeated entries in {items}")
-        if min(self.depths) < 1:
-            raise ValueError(f"depths must be >= 1, got {self.depths}")
-        if "tleg" not in self.inits:
-            raise ValueError("inits must include tleg: every other init is compared with it")
+                raise ValueError(f"{key}: repeated entries in {items}")
+        if min(self.depths) < 1 or self.depths != sorted(self.depths):
+            raise ValueError(f"depths must be increasing and >= 1, got {self.depths}")
+        if "tleg" not in self.inits or self.inits["tleg"].start != "learngene":
+            raise ValueError("inits must have tleg (start: learngene): every other init is compared with it")
+        for s in self.settings:
+            if s.upstream_from not in (None, *names[:names.index(s.name)]):
+                raise ValueError(f"settings.{s.name}.upstream_from: {s.upstream_from!r} is not an earlier setting")
+            unknown = set(s.inits or ()) - set(self.inits)
+            if unknown:
+                raise ValueError(f"settings.{s.name}.inits: unknown {sorted(unknown)}; known {sorted(self.inits)}")
         return self
-
-    @field_validator("depths")
-    @classmethod
-    def _sort_depths(cls, v: list[int]) -> list[int]:
-        return sorted(v)
-
-    @field_validator("inits")
-    @classmethod
-    def _order_inits(cls, v: list[str]) -> list[str]:
-        return sorted(v, key=INIT_ORDER.index)
 
 
 def load(path: str | Path, overrides: list[str] = (), smoke: bool = False) -> ExperimentRecipe:
@@ -95,92 +108,135 @@ def load(path: str | Path, overrides: list[str] = (), smoke: bool = False) -> Ex
     return recipes.load(ExperimentRecipe, path, overrides, pre)
 
 
+class _Builder:
+    def __init__(self, x: ExperimentRecipe, smoke: bool):
+        self.x, self.extra, self.ranks = x, list(x.smoke.stages) if smoke else [], budget.world_size()
+        self.root, self.jobs = Path(x.output_dir).resolve(), []
+        self.teachers: dict[str, Job] = {}
+
+    def add(self, name: str, base, updates: dict, inputs: list[Input], labels: dict, images: float,
+            warmup: float = 0.0) -> Job:
+        probe = derive(base, updates)
+        planned, fit = budget.budget_updates(images, probe, self.ranks, warmup)
+        job = Job(name, derive(probe, fit, inputs), inputs, {**labels, "planned_images": planned})
+        self.jobs.append(job)
+        return job
+
+    def teacher(self, s: Setting) -> Job:
+        if s.name not in self.teachers:
+            cfg = derive(self.x.teacher.load([*s.upstream, *self.extra]),
+                         {"output_dir": self.root / s.name / "teacher", "seed": self.x.teacher_seed, "stage": "teacher"})
+            self.teachers[s.name] = Job(f"{s.name}: teacher", cfg, labels={
+                "kind": "teacher", "setting": s.name, "seed": self.x.teacher_seed,
+                "planned_images": budget.stage_images(cfg, self.ranks)})
+            self.jobs.append(self.teachers[s.name])
+        return self.teachers[s.name]
+
+    def distilled(self, s: Setting, seed: int, kind: str, depth: int, alpha: float | None = None,
+                  budget_u: float | None = None, tag: str = "") -> Job:
+        """An Aux-Net (kind aux) or a plain ViT (vit, pre) distilled from the setting's teacher."""
+        x, t = self.x, self.teacher(s)
+        from_teacher = [Input("distill.teacher.checkpoint", t.name, "weights")]
+        updates = {"seed": seed, "distill.teacher.model": t.cfg.distill.teacher.model, "model.depth": depth,
+                   "output_dir": self.root / s.name / f"seed{seed}" / f"{kind}{tag}"}
+        if kind != "aux":  # the same recipe, distillation and budget; only the model is a plain ViT
+            updates.update({"stage": "finetune", "model.init": "scratch"})
+        if alpha is not None:
+            updates["distill.alpha"] = alpha
+        u = budget_u or x.budget_u.aux
+        return self.add(f"{s.name}/seed{seed}: {kind}{tag}", x.aux.load([*s.upstream, *self.extra]), updates,
+                        from_teacher, {"kind": kind, "setting": s.name, "seed": seed, "depth": depth}, u * x.unit_images,
+                        x.budget_u.aux_warmup)
+
+    def descendant(self, s: Setting, seed: int, depth: int, init: str, sources: dict, ablation: str = "",
+                   updates: dict | None = None) -> Job:
+        x, spec = self.x, self.x.inits[init]
+        model_init, source = STARTS[spec.start]
+        inputs = [] if source is None else [Input("model.learngene" if source == "aux" else "model.pretrained",
+                                                 sources[source].name, "learngene" if source == "aux" else "weights")]
+        u = spec.budget_u or x.budget_u.finetune
+        label = f"{init}{' ' + ablation if ablation else ''}"
+        return self.add(f"{s.name}/seed{seed}: depth {depth} {label}", x.finetune.load([*s.downstream, *self.extra]),
+                        {"seed": seed, "stage": "finetune", "model.depth": depth, "model.init": model_init,
+                         "model.fresh_head": s.fresh_head, **(updates or {}),
+                         "output_dir": self.root / s.name / f"seed{seed}" / f"d{depth}_{init}{_slug(ablation)}"},
+                        inputs, {"kind": "des", "setting": s.name, "seed": seed, "depth": depth, "init": init,
+                                 "ablation": ablation or None, "budget_u": u}, u * x.unit_images)
+
+
+def _slug(ablation: str) -> str:
+    return "" if not ablation else "_" + ablation.replace("=", "").replace(".", "p")
+
+
 def build(x: ExperimentRecipe, smoke: bool = False) -> list[Job]:
-    ranks = budget.world_size()
-    extra = list(x.smoke.stages) if smoke else []
-    jobs: list[Job] = []
-    teachers: dict[str, Job] = {}
-    for seed in x.seeds:
+    b = _Builder(x, smoke)
+    settings = {s.name: s for s in x.settings}
+    aux_depth = x.aux.load().model.depth
+    if max(x.depths) > aux_depth:
+        raise ConfigError(f"depths: truncated, heur_lg and the Aux-Net need depths <= the aux depth {aux_depth}, "
+                          f"got {max(x.depths)}")
+    for seed in x.seeds:  # the outer loop: an interrupted experiment has whole seeds done
+        upstream: dict[str, dict] = {}
         for s in x.settings:
-            sroot = Path(x.output_dir).resolve() / s.name
-            up = [*s.upstream, *extra]
-            if s.name not in teachers:
-                cfg = derive(x.teacher.load(up), {"output_dir": sroot / "teacher", "seed": x.teacher_seed,
-                                                  "stage": "teacher"})
-                teachers[s.name] = t = Job(f"{s.name}: teacher", cfg, labels=_labels("teacher", s.name, x.teacher_seed))
-                t.labels["planned_images"] = budget.stage_images(cfg, ranks)
-                jobs.append(t)
-            teacher = teachers[s.name]
-            from_teacher = [Input("distill.teacher.checkpoint", teacher.name, "weights")]
-            distilled = {"seed": seed, "distill.teacher.model": teacher.cfg.distill.teacher.model}
-            root = sroot / f"seed{seed}"
-            lg = _job(f"{s.name}/seed{seed}: learngene", x.learngene.load(up), from_teacher,
-                      {**distilled, "output_dir": root / "learngene", "stage": "learngene"},
-                      _labels("learngene", s.name, seed), ranks)
-            if lg.cfg.distill.type == "none":
-                raise ConfigError(f"{x.learngene.recipe}: the Aux-Net must be distilled (distill.type soft|hard)")
-            jobs.append(lg)
-            pre = None
-            if "truncated" in x.inits:
-                if max(x.depths) > lg.cfg.model.depth:
-                    raise ConfigError(f"depths: truncated init needs depths <= the aux depth {lg.cfg.model.depth}, "
-                                      f"got {max(x.depths)}")
-                # Same recipe, data, teacher and budget as the Aux-Net; only the model differs.
-                pre = _job(f"{s.name}/seed{seed}: pretrain", x.learngene.load(up), from_teacher,
-                           {**distilled, "output_dir": root / "pretrain", "stage": "finetune", "model.init": "scratch"},
-                           _labels("pretrain", s.name, seed), ranks)
-                jobs.append(pre)
+            if s.upstream_from is None:
+                src = {"aux": b.distilled(s, seed, "aux", aux_depth), "vit": b.distilled(s, seed, "vit", aux_depth)}
+                src.update({f"pre{d}": src["vit"] if d == aux_depth else b.distilled(s, seed, "pre", d, tag=f"_d{d}")
+                            for d in x.depths})
+                upstream[s.name] = src
+            src = upstream[s.upstream_from or s.name]
             for depth in x.depths:
-                jobs += _descendants(x, s, seed, depth, lg, pre, root, extra, ranks)
-    return jobs
+                for init in s.inits or x.inits:
+                    b.descendant(s, seed, depth, init, {**src, "pre": src[f"pre{depth}"]})
+    _ablations(b, settings[x.settings[0].name], aux_depth)
+    return b.jobs
 
 
-def _labels(kind: str, setting: str, seed: int, **more) -> dict:
-    return {"kind": kind, "setting": setting, "seed": seed, **more}
-
-
-def _job(name: str, base, inputs: list[Input], updates: dict, labels: dict, ranks: int) -> Job:
-    cfg = derive(base, updates, inputs)
-    return Job(name, cfg, inputs, {**labels, "planned_images": budget.stage_images(cfg, ranks)})
-
-
-def _descendants(x, s: Setting, seed: int, depth: int, lg: Job, pre: Optional[Job], root: Path, extra,
-                 ranks: int) -> list[Job]:
-    probe = derive(x.finetune.load([*s.downstream, *extra]),
-                   {"seed": seed, "stage": "finetune", "model.depth": depth, "model.fresh_head": s.fresh_head})
-    aux_depth = lg.cfg.model.depth
-    share = budget.aux_share(lg.labels["planned_images"], depth, aux_depth, x.depths, x.budget.cost)
-    ft_images, _ = budget.budget_updates(x.budget.finetune_images, probe, ranks)
-    jobs = []
-    for init in x.inits:
-        inputs, charged = [], 0.0
-        if init == "tleg":
-            inputs, charged = [Input("model.learngene", lg.name, "learngene")], share
-        elif init == "truncated":
-            inputs = [Input("model.pretrained", pre.name, "weights")]
-            charged = budget.aux_share(pre.labels["planned_images"], depth, aux_depth, x.depths, x.budget.cost)
-        # The larger scratch budgets match TLEG's total: its fine-tuning images plus its share.
-        want = {"scratch_long": ft_images + share, "scratch_2x": 2 * (ft_images + share)}.get(
-            init, x.budget.finetune_images)
-        images, updates = budget.budget_updates(want, probe, ranks)
-        cfg = derive(probe, {**updates, "output_dir": root / "des" / f"d{depth}_{init}",
-                             "model.init": MODEL_INIT.get(init, "scratch")}, inputs)
-        jobs.append(Job(f"{s.name}/seed{seed}: depth {depth} {init}", cfg, inputs,
-                        _labels("des", s.name, seed, depth=depth, init=init, planned_images=images,
-                                aux_share=charged)))
-    return jobs
+def _ablations(b: _Builder, s: Setting, aux_depth: int) -> None:
+    """One seed, the first setting: the Aux-Net at other alphas and budgets (and TLEG from each),
+    and every init at other fine-tuning lrs (the recipe's own lr is the main run)."""
+    a, seed = b.x.ablations, b.x.ablations.seed
+    if not (a.alpha or a.aux_budget_u or a.lr):
+        return
+    if seed not in b.x.seeds:
+        raise ConfigError(f"ablations.seed {seed} is not one of seeds {b.x.seeds}")
+    main = {j.labels.get("kind"): j for j in b.jobs if j.labels.get("setting") == s.name and j.labels["seed"] == seed}
+    for what, values in (("alpha", a.alpha), ("aux_budget_u", a.aux_budget_u)):
+        for v in values:
+            tag = f"{what}={v:g}"
+            aux = b.distilled(s, seed, "aux", aux_depth, tag=_slug(tag), **({"alpha": v} if what == "alpha"
+                                                                             else {"budget_u": v}))
+            aux.labels["ablation"] = tag
+            for depth in b.x.depths:
+                b.descendant(s, seed, depth, "tleg", {"aux": aux}, ablation=tag)
+    own_lr = b.x.finetune.load().optim.lr
+    pre = {j.labels["depth"]: j for j in b.jobs if j.labels.get("kind") == "pre" and j.labels["seed"] == seed
+           and j.labels["setting"] == s.name}
+    for lr in a.lr:
+        if own_lr is not None and abs(lr - own_lr) < 1e-12:
+            continue
+        for depth in b.x.depths:
+            for init in s.inits or b.x.inits:
+                src = {"aux": main["aux"], "vit": main["vit"], "pre": pre.get(depth, main["vit"])}
+                b.descendant(s, seed, depth, init, src, ablation=f"lr={lr:g}", updates={"optim.lr": lr})
 
 
 def records(plan: list[Job], finished: list[dict]) -> list[dict]:
-    """The generic records with the experiment's accounting. Budgets are the point of the
-    comparison: a run that saw other than its planned images is an error, never a row."""
+    """The generic records, checked against their budgets (a run that saw other than its planned
+    images is an error, never a row: budgets are the point of the comparison), with
+    `total_images`: a run's own plus its amortised share of the upstream job it starts from (the
+    Aux-Net and the aux-depth ViT over the seed's |D| descendants of each init; a depth-L
+    pre-training wholly to its one descendant). The teacher is charged to no one."""
     by_name = {j.name: j for j in plan}
+    n_depths = len({j.labels["depth"] for j in plan if j.labels["kind"] == "des"})
     out = []
     for r in finished:
-        planned = by_name[r["name"]].labels["planned_images"]
-        if r["images"] != planned:
-            raise ConfigError(f"{r['name']}: planned {planned} training images, the run saw {r['images']} "
-                              f"({r['run_dir']}); delete that run folder and rerun")
-        share = r.get("aux_share", 0.0)
-        out.append({**r, "aux_share": share, "total_images": r["images"] + share, "wall_time_s": r["time_s"]})
+        job = by_name[r["name"]]
+        if r["images"] != job.labels["planned_images"]:
+            raise ConfigError(f"{r['name']}: planned {job.labels['planned_images']} training images, the run saw "
+                              f"{r['images']} ({r['run_dir']}); delete that run folder and rerun")
+        share = 0.0
+        for i in job.inputs if job.labels["kind"] == "des" else ():
+            src = by_name[i.job].labels
+            share += src["planned_images"] / (1 if src["kind"] == "pre" else n_depths)
+        out.append({**r, "total_images": r["images"] + share, "wall_time_s": r["time_s"]})
     return out
