@@ -40,6 +40,7 @@ def error_of(raw: dict, **kw) -> str:
     ({"model": {"size": "huge"}}, "model.size", "unknown size"),
     ({"stage": "finetune", "model": {"init": "learngene"}}, "model.learngene", "needs"),
     ({"stage": "finetune", "model": {"init": "truncated"}}, "model.pretrained", "needs"),
+    ({"stage": "finetune", "model": {"init": "heur_lg"}}, "model.pretrained", "model.init=heur_lg needs"),
     ({"data": {"format": "imagefolder", "mean": [0.5]}}, "data.mean and data.std", "together"),
     ({"data": {"format": "imagefolder", "mean": [0.5, 0.5], "std": [1, 1]}}, "data.mean/std", "1 or 3"),
     ({"data": {"format": "imagefolder", "mean": [0.5], "std": [0]}}, "data.mean/std", "std > 0"),
@@ -60,6 +61,7 @@ def test_all_errors_are_reported_at_once():
 @pytest.mark.parametrize("raw, key", [
     ({"stage": "finetune", "model": {"init": "learngene", "learngene": "no/such/lg.safetensors"}}, "model.learngene"),
     ({"stage": "finetune", "model": {"init": "truncated", "pretrained": "no/such/vit.safetensors"}}, "model.pretrained"),
+    ({"stage": "finetune", "model": {"init": "heur_lg", "pretrained": "no/such/vit.safetensors"}}, "model.pretrained"),
     ({"distill": {"type": "soft", "teacher": {"checkpoint": "no/such/teacher.pt"}}}, "distill.teacher.checkpoint"),
 ])
 def test_missing_input_file_names_key(raw, key):

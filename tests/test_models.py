@@ -7,6 +7,8 @@ what a timm ViT loaded with the expanded weights computes, forward and backward.
 from __future__ import annotations
 
 import dataclasses
+import logging
+import re
 
 import pytest
 import torch
@@ -243,6 +245,46 @@ def test_des_net_rejects_other_width(toy_arch, seeded):
     des = build_des_net(dataclasses.replace(toy_arch, embed_dim=16), 2)
     with pytest.raises(ValueError, match="shape"):
         load_des_state(des, des_state_from_learngene(*parts(aux), len(des.blocks)))
+
+
+def heur_lg_model(arch: ViTArch, src_depth: int, depth: int, path, randomize, seed: int = 7):
+    """(source state, scratch state with `seed`, the heur_lg Des-Net's state with `seed`)."""
+    from safetensors.torch import save_file
+
+    from tleg_dist.config import from_dict
+    from tleg_dist.training.model_factory import build_model
+
+    src = randomize(build_des_net(arch, src_depth)).state_dict()
+    save_file({k: v.contiguous() for k, v in src.items()}, str(path))
+    cfg = from_dict({"stage": "finetune",
+                     "model": {**arch.to_dict(), "depth": depth, "init": "heur_lg", "pretrained": str(path)}})
+    torch.manual_seed(seed)
+    scratch = build_des_net(arch, depth).state_dict()
+    torch.manual_seed(seed)
+    return src, scratch, build_model(cfg).state_dict()
+
+
+@pytest.mark.parametrize("depth, k", [(2, 1), (6, 2), (8, 2)])
+def test_heur_lg_inherits_the_last_blocks(toy_arch, seeded, randomize, tmp_path, caplog, depth, k):
+    with caplog.at_level(logging.INFO, logger="tleg_dist.training.model_factory"):
+        src, scratch, des = heur_lg_model(toy_arch, 8, depth, tmp_path / "vit.safetensors", randomize)
+    assert {n: v.shape for n, v in des.items()} == {n: v.shape for n, v in scratch.items()}
+    for key, v in des.items():
+        block = re.match(r"blocks\.(\d+)\.(.+)", key)
+        if block is None:  # patch/pos embed, norms and (same class count) the head come along
+            assert torch.equal(v, src[key]), key
+        elif int(block[1]) >= depth - k:  # Des-Net block depth - k + j <- source block 8 - k + j
+            assert torch.equal(v, src[f"blocks.{int(block[1]) - depth + 8}.{block[2]}"]), key
+        else:  # the lower blocks keep the seeded random init
+            assert torch.equal(v, scratch[key]) and not torch.equal(v, src[key]), key
+    assert f"blocks {list(range(depth - k, depth))} from blocks {list(range(8 - k, 8))}" in caplog.text
+
+
+def test_heur_lg_needs_enough_source_blocks(toy_arch, seeded, randomize, tmp_path):
+    from tleg_dist.training.model_factory import InitError
+
+    with pytest.raises(InitError, match="needs a ViT of >= 2 blocks for depth 8, it has 1"):
+        heur_lg_model(toy_arch, 1, 8, tmp_path / "vit.safetensors", randomize)
 
 
 # ---- the named sizes -------------------------------------------------------------------

@@ -63,12 +63,13 @@ class ModelConfig(create_model("ArchSection", __base__=Section, **_arch_fields()
     depth: int = Field(6, ge=1)
     drop_path_rate: float = Field(0.0, ge=0, lt=1)
     # finetune only: how the Des-Net starts.
-    init: Literal["learngene", "scratch", "truncated"] = "scratch"
+    init: Literal["learngene", "scratch", "truncated", "heur_lg"] = "scratch"
     learngene: Optional[Path] = Field(None, description="learngene file for init=learngene")
-    pretrained: Optional[Path] = Field(None, description="timm ViT state (safetensors) for init=truncated")
+    pretrained: Optional[Path] = Field(None, description="timm ViT state (safetensors) for "
+                                                     "init=truncated|heur_lg")
     # Transfer to new classes with the same class count would otherwise copy the old head.
     fresh_head: bool = Field(False, description="finetune: keep the classifier head at its fresh init "
-                                                "(init=learngene|truncated never copy it)")
+                                                "(init=learngene|truncated|heur_lg never copy it)")
     compile: CompileConfig = CompileConfig()
 
     @model_validator(mode="before")
@@ -90,8 +91,8 @@ class ModelConfig(create_model("ArchSection", __base__=Section, **_arch_fields()
             raise ValueError(f"model.patch_size={self.patch_size} does not divide model.img_size={self.img_size}")
         if self.init == "learngene" and self.learngene is None:
             raise ValueError("model.init=learngene needs model.learngene (a learngene file)")
-        if self.init == "truncated" and self.pretrained is None:
-            raise ValueError("model.init=truncated needs model.pretrained (a ViT state file)")
+        if self.init in ("truncated", "heur_lg") and self.pretrained is None:
+            raise ValueError(f"model.init={self.init} needs model.pretrained (a ViT state file)")
         return self
 
     def arch(self) -> ViTArch:
@@ -120,7 +121,7 @@ class FFCVConfig(Section):
 
 
 class DataConfig(Section):
-    format: Literal["fashion_mnist", "imagefolder", "synthetic", "ffcv"] = "fashion_mnist"
+    format: Literal["fashion_mnist", "digits", "imagefolder", "synthetic", "ffcv"] = "fashion_mnist"
     root: Optional[Path] = Field(None, description="dataset folder (defaults per format)")
     train_path: Optional[Path] = Field(None, description="ffcv: train .beton")
     val_path: Optional[Path] = Field(None, description="ffcv: val .beton")

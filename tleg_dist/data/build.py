@@ -16,6 +16,7 @@ import torch
 from timm.data import Mixup
 
 from tleg_dist.config import DataConfig
+from tleg_dist.data import digits
 from tleg_dist.data import fashion_mnist as fm
 from tleg_dist.data import synthetic
 from tleg_dist.data.base import DataBundle
@@ -39,27 +40,39 @@ def _bundle(cfg, train_n, train_load, val_n, val_load, num_classes, prepare, *, 
     return DataBundle(train=train, val=val, num_classes=num_classes, prepare=prepare)
 
 
-def _fashion_mnist(cfg: DataConfig, arch: ViTArch, *, rank, world_size, seed, device) -> DataBundle:
-    tr_x, tr_y = fm.load_split(cfg.root, "train")
-    va_x, va_y = fm.load_split(cfg.root, "val")
-    keep, tr_y, k = select(tr_y, fm.NUM_CLASSES, cfg.classes, cfg.train_limit, "Fashion-MNIST train")
+def _grey_in_memory(cfg: DataConfig, arch: ViTArch, train, val, num_classes: int, mean: float, std: float,
+                    name: str, *, rank, world_size, seed) -> DataBundle:
+    """In-memory grey (N x H x W uint8, labels) splits: Fashion-MNIST and digits."""
+    (tr_x, tr_y), (va_x, va_y) = train, val
+    keep, tr_y, k = select(tr_y, num_classes, cfg.classes, cfg.train_limit, f"{name} train")
     tr_x = tr_x[keep] if cfg.classes is not None else tr_x[:len(keep)]
-    vkeep, va_y, _ = select(va_y, fm.NUM_CLASSES, cfg.classes, cfg.val_limit, "Fashion-MNIST val")
+    vkeep, va_y, _ = select(va_y, num_classes, cfg.classes, cfg.val_limit, f"{name} val")
     va_x = va_x[vkeep] if cfg.classes is not None else va_x[:len(vkeep)]
     c, s = arch.in_chans, arch.img_size
 
     if has_image_aug(cfg.aug):
-        mean, std = stats(c, (fm.FASHION_MNIST_MEAN,) * 3, (fm.FASHION_MNIST_STD,) * 3)
-        ds = fm.AugmentedImages(tr_x, tr_y, train_transform(cfg.aug, s, mean, std), c, seed)
+        m, sd = stats(c, (mean,) * 3, (std,) * 3)
+        ds = fm.AugmentedImages(tr_x, tr_y, train_transform(cfg.aug, s, m, sd), c, seed)
         train_load = dataloader_loader(ds, cfg.num_workers, even=_uses_mixup(cfg))
     else:
         # Whole uint8 batches by tensor indexing: no DataLoader, no per-image Python.
         train_load = tensor_loader(lambda idx: pin(tr_x[idx].unsqueeze(1), tr_y[idx]))
     # Evaluation never augments, so it always takes the fast path.
     val_load = tensor_loader(lambda idx: pin(va_x[idx].unsqueeze(1), va_y[idx]))
-    prepare = functools.partial(fm.to_float, in_chans=c, img_size=s)
+    prepare = functools.partial(fm.to_float, in_chans=c, img_size=s, mean=mean, std=std)
     return _bundle(cfg, len(tr_y), train_load, len(va_y), val_load, k, prepare, rank=rank,
-                   world_size=world_size, seed=seed, name="Fashion-MNIST train")
+                   world_size=world_size, seed=seed, name=f"{name} train")
+
+
+def _fashion_mnist(cfg: DataConfig, arch: ViTArch, *, device, **kw) -> DataBundle:
+    return _grey_in_memory(cfg, arch, fm.load_split(cfg.root, "train"), fm.load_split(cfg.root, "val"),
+                           fm.NUM_CLASSES, fm.FASHION_MNIST_MEAN, fm.FASHION_MNIST_STD, "Fashion-MNIST", **kw)
+
+
+def _digits(cfg: DataConfig, arch: ViTArch, *, device, **kw) -> DataBundle:
+    # Upsampled once to the model's size on the host; to_float's resize then has nothing to do.
+    return _grey_in_memory(cfg, arch, *digits.load_splits(arch.img_size), digits.NUM_CLASSES, digits.MEAN,
+                           digits.STD, "digits", **kw)
 
 
 def _imagefolder(cfg: DataConfig, arch: ViTArch, *, rank, world_size, seed, device) -> DataBundle:
@@ -103,7 +116,7 @@ def _ffcv(cfg: DataConfig, arch: ViTArch, *, rank, world_size, seed, device) -> 
     return build_ffcv_data(cfg, arch, rank=rank, world_size=world_size, seed=seed, device=device)
 
 
-_BUILDERS = {"fashion_mnist": _fashion_mnist, "imagefolder": _imagefolder,
+_BUILDERS = {"fashion_mnist": _fashion_mnist, "digits": _digits, "imagefolder": _imagefolder,
              "synthetic": _synthetic, "ffcv": _ffcv}
 
 

@@ -73,12 +73,14 @@ def load_split(root: Optional[Path], split: str) -> tuple[torch.Tensor, torch.Te
     return images, labels
 
 
-def to_float(images: torch.Tensor, in_chans: int, img_size: int) -> torch.Tensor:
+def to_float(images: torch.Tensor, in_chans: int, img_size: int, mean: float = FASHION_MNIST_MEAN,
+             std: float = FASHION_MNIST_STD) -> torch.Tensor:
     """The batch's `prepare`, on the training device: uint8 N x C x H x W -> normalised float
-    N x in_chans x img_size x img_size, for the whole batch at once. Float input passes through."""
+    N x in_chans x img_size x img_size, for the whole batch at once. Float input passes through.
+    `mean`/`std`: one grey statistic (other in-memory grey sets, e.g. digits, pass their own)."""
     if images.dtype != torch.uint8:
         return images
-    x = images.float().div_(255).sub_(FASHION_MNIST_MEAN).div_(FASHION_MNIST_STD)
+    x = images.float().div_(255).sub_(mean).div_(std)
     if img_size != x.shape[-1]:
         # Bilinear interpolation commutes with the affine normalisation above.
         x = F.interpolate(x, size=(img_size, img_size), mode="bilinear", align_corners=False,

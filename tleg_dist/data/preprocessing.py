@@ -8,6 +8,7 @@ this module only describes them, from the same constants and statistics they use
 from __future__ import annotations
 
 from tleg_dist.config import DataConfig
+from tleg_dist.data import digits
 from tleg_dist.data.transforms import (EVAL_CROP_PCT, FASHION_MNIST_MEAN, FASHION_MNIST_STD, INTERPOLATION,
                                        folder_stats, imagenet_stats, stats)
 
@@ -30,6 +31,8 @@ def eval_preprocessing(data: DataConfig | dict | None, in_chans: int) -> dict:
         {k: v for k, v in (data or {"format": "imagefolder"}).items() if k in _FIELDS})
     if cfg.format == "fashion_mnist":  # whole 28x28 images, bilinear resize, one grey statistic
         return _fields("bilinear", 1.0, [FASHION_MNIST_MEAN] * 3, [FASHION_MNIST_STD] * 3, in_chans)
+    if cfg.format == "digits":  # 8x8 digits, bilinear up to the model's size, one grey statistic
+        return _fields("bilinear", 1.0, [digits.MEAN] * 3, [digits.STD] * 3, in_chans)
     if cfg.format == "imagefolder":
         return _fields(INTERPOLATION, EVAL_CROP_PCT, *folder_stats(cfg, in_chans), in_chans)
     if cfg.format == "ffcv" and cfg.train_path is not None and cfg.val_path is not None:

@@ -1,6 +1,9 @@
-"""Des-Nets: plain timm ViTs of any depth, initialised from a learngene."""
+"""Des-Nets: plain timm ViTs of any depth, initialised from a learngene (or a baseline's ViT)."""
 
 from __future__ import annotations
+
+import math
+import re
 
 import torch
 from timm.models.vision_transformer import VisionTransformer
@@ -29,6 +32,24 @@ def des_state_from_learngene(
         for i, w in enumerate(expand(a, theta_b[name], depth).unbind(0)):
             state[f"blocks.{i}.{name}"] = w.clone()
     return state
+
+
+def heur_lg_state(vit_state: dict[str, torch.Tensor], depth: int) -> tuple[dict[str, torch.Tensor], int, int]:
+    """Heuristic-Learngene, the paper's baseline that inherits "a few high layers": a ViT's last
+    k = ceil(depth / 4) blocks become the Des-Net's last k (source block S - k + j -> block depth - k + j),
+    with its non-block tensors; the Des-Net's lower blocks are left out, to stay at their fresh init.
+
+    Returns (that state, k, the source depth S)."""
+    blocks = [re.match(r"blocks\.(\d+)\.(.+)", key) for key in vit_state]
+    src_depth = 1 + max((int(b[1]) for b in blocks if b), default=-1)
+    k = math.ceil(depth / 4)
+    if src_depth < k:
+        raise ValueError(f"heur_lg needs a ViT of >= {k} blocks for depth {depth}, it has {src_depth}")
+    state = {key: v for key, v in vit_state.items() if not key.startswith("blocks.")}
+    for b, v in zip(blocks, vit_state.values()):
+        if b and int(b[1]) >= src_depth - k:
+            state[f"blocks.{int(b[1]) - src_depth + depth}.{b[2]}"] = v
+    return state, k, src_depth
 
 
 @torch.no_grad()

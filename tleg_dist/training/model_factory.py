@@ -10,7 +10,7 @@ from torch import nn
 from tleg_dist.artifacts import learngene as learngene_file
 from tleg_dist.config import RunConfig
 from tleg_dist.models.aux_net import AuxNet
-from tleg_dist.models.des_net import HEAD_KEYS, build_des_net, load_des_state
+from tleg_dist.models.des_net import HEAD_KEYS, build_des_net, heur_lg_state, load_des_state
 from tleg_dist.teacher import create_teacher_model, load_state_file
 from tleg_dist.utils.errors import UserError
 
@@ -21,15 +21,17 @@ class InitError(ValueError, UserError):
     pass
 
 
-def _load_init(model: nn.Module, state: dict, source: str, fresh_head: bool) -> list[str]:
-    """`state`'s tensors that `model` has (a deeper ViT's extra blocks are left out); the keys left fresh."""
+def _load_init(model: nn.Module, state: dict, source: str, fresh_head: bool,
+               fresh_ok: tuple[str, ...] = ()) -> list[str]:
+    """`state`'s tensors that `model` has (a deeper ViT's extra blocks are left out); the keys left fresh.
+    Keys starting with a `fresh_ok` prefix may stay fresh on purpose (heur_lg's lower blocks)."""
     own = model.state_dict()
     try:
         fresh = load_des_state(model, {k: v for k, v in state.items()
                                        if k in own and not (fresh_head and k in HEAD_KEYS)})
     except ValueError as e:
         raise InitError(f"{source}: {e}") from None
-    missing = [k for k in fresh if k not in HEAD_KEYS]
+    missing = [k for k in fresh if k not in HEAD_KEYS and not k.startswith(fresh_ok)]
     if missing:
         raise InitError(f"{source} lacks {missing[:4]}{' ...' if len(missing) > 4 else ''}")
     return fresh
@@ -43,7 +45,20 @@ def build_model(cfg: RunConfig) -> nn.Module:
         return AuxNet(m.arch(), m.depth, m.drop_path_rate)
     model = build_des_net(m.arch(), m.depth, m.drop_path_rate)
     if m.init == "truncated":  # the first L blocks (and shared parts) of a deeper pretrained plain ViT
-        _load_init(model, load_state_file(m.pretrained), f"model.pretrained {m.pretrained}", m.fresh_head)
+        fresh = _load_init(model, load_state_file(m.pretrained), f"model.pretrained {m.pretrained}", m.fresh_head)
+        log.info("Des-Net depth %d initialised from the first %d blocks of %s; fresh: %s",
+                 m.depth, m.depth, m.pretrained, fresh or "none")
+    elif m.init == "heur_lg":  # the last ceil(L/4) blocks (and shared parts) of a pretrained plain ViT
+        try:
+            state, k, src_depth = heur_lg_state(load_state_file(m.pretrained), m.depth)
+        except ValueError as e:
+            raise InitError(f"model.pretrained {m.pretrained}: {e}") from None
+        lower = tuple(f"blocks.{i}." for i in range(m.depth - k))
+        fresh = _load_init(model, state, f"model.pretrained {m.pretrained}", m.fresh_head, lower)
+        log.info("Des-Net depth %d initialised by heur_lg: blocks %s from blocks %s of %s (depth %d), the %d "
+                 "below random; fresh head: %s", m.depth, list(range(m.depth - k, m.depth)),
+                 list(range(src_depth - k, src_depth)), m.pretrained, src_depth, m.depth - k,
+                 any(key in HEAD_KEYS for key in fresh))
     elif m.init == "learngene":
         lg = learngene_file.load(m.learngene)
         try:
