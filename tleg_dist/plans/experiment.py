@@ -116,7 +116,7 @@ class _Builder:
 
     def add(self, name: str, base, updates: dict, inputs: list[Input], labels: dict, images: float,
             warmup: float = 0.0) -> Job:
-        probe = derive(base, updates)
+        probe = derive(base, updates, inputs)
         planned, fit = budget.budget_updates(images, probe, self.ranks, warmup)
         job = Job(name, derive(probe, fit, inputs), inputs, {**labels, "planned_images": planned})
         self.jobs.append(job)
