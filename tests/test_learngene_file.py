@@ -214,3 +214,20 @@ def test_des_state_is_the_expansion_rule_at_any_depth(saved, toy_arch):
         build_des_net(toy_arch, depth).load_state_dict(state, strict=True)  # every key, head included
         for i, want in enumerate(expand(a, b, depth)):
             assert torch.equal(state[f"blocks.{i}.{name}"], want)
+
+
+def test_a_recipe_may_name_a_learngene_folder(tmp_path, tensors, toy_arch):
+    """model.learngene takes the folder a learngene run writes (RUN/learngene/) as well as its file."""
+    from tleg_dist import config as config_lib
+    from tleg_dist.training.model_factory import build_model
+
+    folder = tmp_path / "lg"
+    lf.save_folder(folder, tensors, toy_arch, 4, card=lambda config: "card\n")
+    model = {**toy_arch.to_dict(), "depth": 3, "init": "learngene"}
+    states = []
+    for where in (folder, folder / "learngene.safetensors"):
+        cfg = config_lib.from_dict({"stage": "finetune", "model": {**model, "learngene": str(where)}})
+        states.append(build_model(cfg).state_dict())
+    assert states[0].keys() == states[1].keys() and all(torch.equal(states[0][k], states[1][k]) for k in states[0])
+    with pytest.raises(config_lib.ConfigError, match="file does not exist"):
+        config_lib.from_dict({"stage": "finetune", "model": {**model, "learngene": str(tmp_path)}})

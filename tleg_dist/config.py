@@ -64,7 +64,7 @@ class ModelConfig(create_model("ArchSection", __base__=Section, **_arch_fields()
     drop_path_rate: float = Field(0.0, ge=0, lt=1)
     # finetune only: how the Des-Net starts.
     init: Literal["learngene", "scratch", "truncated", "heur_lg"] = "scratch"
-    learngene: Optional[Path] = Field(None, description="learngene file for init=learngene")
+    learngene: Optional[Path] = Field(None, description="learngene file or folder for init=learngene")
     pretrained: Optional[Path] = Field(None, description="timm ViT state (safetensors) for "
                                                      "init=truncated|heur_lg")
     # Transfer to new classes with the same class count would otherwise copy the old head.
@@ -81,7 +81,15 @@ class ModelConfig(create_model("ArchSection", __base__=Section, **_arch_fields()
             data = {**SIZES[data["size"]], **data}
         return data
 
-    _files_exist = field_validator("learngene", "pretrained")(_input_file_exists)
+    _files_exist = field_validator("pretrained")(_input_file_exists)
+
+    @field_validator("learngene")
+    @classmethod
+    def _learngene_exists(cls, path: Optional[Path], info: ValidationInfo) -> Optional[Path]:
+        from tleg_dist.artifacts.learngene import weights_path  # a folder names its file inside
+
+        return path if path is None or path.is_dir() and weights_path(path).is_file() else \
+            _input_file_exists(path, info)
 
     @model_validator(mode="after")
     def _check(self):
