@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -51,9 +52,16 @@ def sacct_states(job_id: str) -> list[str]:
 
 
 def wait_job_end(job_id: str, timeout: float = 600) -> str:
-    """Wait for the job to leave the queue, then for sacct (which lags) to say how it ended."""
+    """Wait for the job to leave the queue, then say how its last attempt ended.
+
+    slurmctld knows at once (`scontrol show job`, kept MinJobAge seconds); sacct lags, and for
+    a requeued job it may for a moment list only the earlier attempt's end (NODE_FAIL)."""
     wait_until(lambda: squeue_state(job_id) is None, timeout, f"job {job_id} to finish", every=0.5)
     final = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL"}
+    shown = subprocess.run(["scontrol", "show", "job", job_id], capture_output=True, text=True).stdout
+    state = re.search(r"JobState=(\S+)", shown)
+    if state and state.group(1) in final:
+        return state.group(1)
     states = wait_until(lambda: [s for s in sacct_states(job_id) if s in final], 60,
                         f"sacct to record job {job_id}", every=0.5)
     return states[-1]
