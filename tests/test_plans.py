@@ -181,3 +181,14 @@ def test_failed_job_is_named_others_kept_and_a_rerun_does_only_the_rest(tmp_path
     assert "[plan] 2 done, 2 to run" in again.stdout
     assert {d["name"] for d in json.loads((out / "results.json").read_text())["des"]} == \
         {"depth 1 learngene", "depth 1 scratch"}
+
+
+def test_ablation_runs_stay_out_of_the_cells(tmp_path):
+    """A run labelled as an ablation (another lr, another Aux-Net) is not a seed of its init's cell."""
+    recs = [{"name": f"s{s}", "kind": "des", "depth": 2, "init": "tleg", "top1": 70.0 + s, "seed": s, "params": 9}
+            for s in (0, 1)]
+    recs.append({"name": "lr", "kind": "des", "depth": 2, "init": "tleg", "top1": 10.0, "seed": 0, "params": 9,
+                 "ablation": "lr=0.002"})
+    assert "| 2 | 9 | 70.50 ± 0.71 |" in report.table(recs)
+    doc = json.loads(report.write(tmp_path, recs)["json"].read_text())
+    assert [r["name"] for r in doc["des"]] == ["s0", "s1"] and [r["name"] for r in doc["ablations"]] == ["lr"]

@@ -170,36 +170,35 @@ def _slug(ablation: str) -> str:
 
 def build(x: ExperimentRecipe, smoke: bool = False) -> list[Job]:
     b = _Builder(x, smoke)
-    settings = {s.name: s for s in x.settings}
     aux_depth = x.aux.load().model.depth
     if max(x.depths) > aux_depth:
         raise ConfigError(f"depths: truncated, heur_lg and the Aux-Net need depths <= the aux depth {aux_depth}, "
                           f"got {max(x.depths)}")
+    upstream: dict[tuple[str, int], dict] = {}  # (setting, seed) -> its upstream jobs by role
     for seed in x.seeds:  # the outer loop: an interrupted experiment has whole seeds done
-        upstream: dict[str, dict] = {}
         for s in x.settings:
             if s.upstream_from is None:
                 src = {"aux": b.distilled(s, seed, "aux", aux_depth), "vit": b.distilled(s, seed, "vit", aux_depth)}
                 src.update({f"pre{d}": src["vit"] if d == aux_depth else b.distilled(s, seed, "pre", d, tag=f"_d{d}")
                             for d in x.depths})
-                upstream[s.name] = src
-            src = upstream[s.upstream_from or s.name]
+                upstream[(s.name, seed)] = src
+            src = upstream[(s.upstream_from or s.name, seed)]
             for depth in x.depths:
                 for init in s.inits or x.inits:
                     b.descendant(s, seed, depth, init, {**src, "pre": src[f"pre{depth}"]})
-    _ablations(b, settings[x.settings[0].name], aux_depth)
+    _ablations(b, x.settings[0], aux_depth, upstream)
     return b.jobs
 
 
-def _ablations(b: _Builder, s: Setting, aux_depth: int) -> None:
-    """One seed, the first setting: the Aux-Net at other alphas and budgets (and TLEG from each),
-    and every init at other fine-tuning lrs (the recipe's own lr is the main run)."""
+def _ablations(b: _Builder, s: Setting, aux_depth: int, upstream: dict[tuple[str, int], dict]) -> None:
+    """One seed, the first setting (which trains its own upstream): the Aux-Net at other alphas
+    and budgets (and TLEG from each), and every init at other fine-tuning lrs (the recipe's own
+    lr is the main run)."""
     a, seed = b.x.ablations, b.x.ablations.seed
     if not (a.alpha or a.aux_budget_u or a.lr):
         return
     if seed not in b.x.seeds:
         raise ConfigError(f"ablations.seed {seed} is not one of seeds {b.x.seeds}")
-    main = {j.labels.get("kind"): j for j in b.jobs if j.labels.get("setting") == s.name and j.labels["seed"] == seed}
     for what, values in (("alpha", a.alpha), ("aux_budget_u", a.aux_budget_u)):
         for v in values:
             tag = f"{what}={v:g}"
@@ -208,16 +207,14 @@ def _ablations(b: _Builder, s: Setting, aux_depth: int) -> None:
             aux.labels["ablation"] = tag
             for depth in b.x.depths:
                 b.descendant(s, seed, depth, "tleg", {"aux": aux}, ablation=tag)
-    own_lr = b.x.finetune.load().optim.lr
-    pre = {j.labels["depth"]: j for j in b.jobs if j.labels.get("kind") == "pre" and j.labels["seed"] == seed
-           and j.labels["setting"] == s.name}
+    own_lr, src = b.x.finetune.load().optim.lr, upstream[(s.name, seed)]
     for lr in a.lr:
         if own_lr is not None and abs(lr - own_lr) < 1e-12:
             continue
         for depth in b.x.depths:
             for init in s.inits or b.x.inits:
-                src = {"aux": main["aux"], "vit": main["vit"], "pre": pre.get(depth, main["vit"])}
-                b.descendant(s, seed, depth, init, src, ablation=f"lr={lr:g}", updates={"optim.lr": lr})
+                b.descendant(s, seed, depth, init, {**src, "pre": src[f"pre{depth}"]}, ablation=f"lr={lr:g}",
+                             updates={"optim.lr": lr})
 
 
 def records(plan: list[Job], finished: list[dict]) -> list[dict]:

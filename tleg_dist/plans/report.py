@@ -41,7 +41,10 @@ def _cell(recs: list[dict]) -> str:
 
 
 def _des(records: list[dict], setting: str | None = None) -> list[dict]:
-    return [r for r in records if r.get("kind") == "des" and setting in (None, r.get("setting"))]
+    """The Des-Nets that make the cells: not the runs of an ablation (label "ablation"), which
+    differ in more than their init and seed; a plan reports those in its notes."""
+    return [r for r in records if r.get("kind") == "des" and not r.get("ablation")
+            and setting in (None, r.get("setting"))]
 
 
 def _inits(des: list[dict]) -> list[str]:
@@ -137,7 +140,8 @@ def write(out_dir: Path, records: list[dict], title: str = "", failed: dict[str,
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {ext: out_dir / f"results.{ext}" for ext in ("json", "md", "csv")}
     doc = {"title": title, "planned": planned, "finished": len(records), "failed": failed, "blocked": list(blocked),
-           "upstream": [r for r in records if r.get("kind") != "des"], "des": _des(records)}
+           "upstream": [r for r in records if r.get("kind") != "des"], "des": _des(records),
+           "ablations": [r for r in records if r.get("kind") == "des" and r.get("ablation")]}
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=COLUMNS, extrasaction="ignore", lineterminator="\n")
     w.writeheader()
