@@ -65,6 +65,8 @@ def test_recipe_errors_name_the_key():
         experiment.load(RECIPE, ["inits={scratch: {start: scratch}}"])
     with pytest.raises(ConfigError, match="inits: unknown"):
         experiment.load(RECIPE, ["settings=[{name: s, inits: [tleg, bogus]}]"])
+    with pytest.raises(ConfigError, match=r"ablations.lr_inits: unknown \['bogus'\]"):
+        experiment.load(RECIPE, ["ablations.lr_inits=[tleg, bogus]"])
     with pytest.raises(ConfigError, match="need depths <= the aux depth 8"):
         experiment.build(experiment.load(RECIPE, ["depths=[2,12]"]))
 
@@ -124,7 +126,9 @@ def test_ablations_are_one_seed_and_do_not_repeat_the_main_lr(full_plan):
     assert {j.labels["seed"] for j in abl} == {0} and {j.labels["setting"] for j in abl} == {"same_task"}
     lrs = {j.labels["ablation"] for j in abl if j.labels["ablation"].startswith("lr=")}
     assert lrs == {"lr=0.0005", "lr=0.002"}  # 1e-3 is the recipe's own: the main runs
-    assert sum(j.labels["ablation"] == "lr=0.002" for j in abl) == len(x.depths) * len(x.inits)
+    lr_inits = x.ablations.lr_inits
+    assert set(lr_inits) < set(x.inits)  # the recipe leaves the longer scratch runs out
+    assert sorted(j.labels["init"] for j in abl if j.labels["ablation"] == "lr=0.002") == sorted(lr_inits * len(x.depths))
 
 
 def test_every_stage_recipe_in_configs_experiments_loads():

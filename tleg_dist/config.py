@@ -250,15 +250,22 @@ def parse_override(item: str) -> tuple[list[str], object]:
     return key.strip().split("."), yaml.safe_load(value)
 
 
+def set_dotted(raw: dict, key: str, value: object) -> dict:
+    """raw with the dotted `key` (a.b.c) set to `value`, creating sections on the way."""
+    *parents, leaf = key.split(".")
+    node = raw
+    for i, p in enumerate(parents):
+        node = node.setdefault(p, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"{key}: {'.'.join(parents[:i + 1])} is not a section")
+    node[leaf] = value
+    return raw
+
+
 def apply_overrides(raw: dict, overrides: list[str]) -> dict:
     for item in overrides:
         path, value = parse_override(item)
-        node = raw
-        for p in path[:-1]:
-            node = node.setdefault(p, {})
-            if not isinstance(node, dict):
-                raise ConfigError(f"override {item!r}: {'.'.join(path[:-1])} is not a section")
-        node[path[-1]] = value
+        set_dotted(raw, ".".join(path), value)
     return raw
 
 

@@ -17,9 +17,13 @@ from __future__ import annotations
 import argparse
 
 from tleg_dist import cli
-from tleg_dist.convert.errors import ConvertError
+from tleg_dist.utils.errors import UserError
 
 __all__ = ["ConvertError", "main"]
+
+
+class ConvertError(ValueError, UserError):
+    """Bad input to a convert command; the message names the offending file."""
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from tleg_dist import model_card, model_folder
 from tleg_dist.artifacts import learngene as learngene_file
-from tleg_dist.convert.errors import ConvertError
+from tleg_dist.convert import ConvertError
 from tleg_dist.data.preprocessing import eval_preprocessing
 from tleg_dist.utils.atomic import check_output
 

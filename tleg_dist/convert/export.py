@@ -15,7 +15,7 @@ from pathlib import Path
 from tleg_dist import model_card, model_folder
 from tleg_dist.artifacts import checkpoints
 from tleg_dist.convert import zero
-from tleg_dist.convert.errors import ConvertError
+from tleg_dist.convert import ConvertError
 from tleg_dist.data.preprocessing import eval_preprocessing
 
 

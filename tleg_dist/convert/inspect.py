@@ -17,7 +17,7 @@ from safetensors import SafetensorError, safe_open
 from tleg_dist import model_folder
 from tleg_dist.artifacts import learngene as learngene_file
 from tleg_dist.convert import storage
-from tleg_dist.convert.errors import ConvertError
+from tleg_dist.convert import ConvertError
 
 
 def add_parser(sub) -> None:

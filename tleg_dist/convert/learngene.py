@@ -13,7 +13,7 @@ from tleg_dist import model_card
 from tleg_dist.artifacts import checkpoints
 from tleg_dist.artifacts import learngene as learngene_file
 from tleg_dist.convert import zero
-from tleg_dist.convert.errors import ConvertError
+from tleg_dist.convert import ConvertError
 from tleg_dist.data.preprocessing import eval_preprocessing
 from tleg_dist.models.keys import aux_to_file
 from tleg_dist.utils.atomic import check_output

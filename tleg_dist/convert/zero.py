@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 from tleg_dist.artifacts import checkpoints, run_folder
-from tleg_dist.convert.errors import ConvertError
+from tleg_dist.convert import ConvertError
 from tleg_dist.models.arch import ViTArch
 
 

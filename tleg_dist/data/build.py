@@ -24,7 +24,7 @@ from tleg_dist.data.device import Normalize, pin
 from tleg_dist.data.errors import DataError
 from tleg_dist.data.imagefolder import ImageFiles, scan
 from tleg_dist.data.streams import IndexedTrainStream, IndexedVal, dataloader_loader, select, tensor_loader
-from tleg_dist.data.transforms import (eval_transform, folder_stats, has_image_aug, imagenet_stats, stats,
+from tleg_dist.data.transforms import (eval_transform, folder_stats, has_image_aug, stats,
                                        train_transform)
 from tleg_dist.models.arch import ViTArch
 

@@ -23,8 +23,8 @@ from tleg_dist.data.base import Batch, DataBundle
 from tleg_dist.data.errors import DataError
 from tleg_dist.data.ffcv_beton import beton_labels, check_beton, read_sidecar, require_ffcv
 from tleg_dist.data.ffcv_ops import fresh_normalize, in_place_flip
-from tleg_dist.data.sampler import shard_indices, train_batches_per_rank, val_batches
-from tleg_dist.data.streams import select
+from tleg_dist.data.sampler import shard_indices, val_batches
+from tleg_dist.data.streams import check_start, class_lut, full_batches_per_rank, select
 from tleg_dist.data.transforms import seeded, stats
 from tleg_dist.models.arch import ViTArch
 
@@ -106,10 +106,7 @@ class FFCVTrainStream:
         from ffcv.traversal_order.base import TraversalOrder
 
         bs, self.seed, self.rank = cfg.batch_size, seed, rank
-        self._len = train_batches_per_rank(len(subset), bs, world_size)
-        if self._len == 0:
-            raise DataError(f"{path}: {len(subset)} images give no full batch of {bs} on each of "
-                            f"{world_size} rank(s); lower data.batch_size or add data")
+        self._len = full_batches_per_rank(len(subset), bs, world_size, str(path))
         quasi = cfg.ffcv.order == "quasi_random"
         if quasi and world_size > 1:
             raise DataError("data.ffcv.order=quasi_random is not supported with several ranks (FFCV cannot "
@@ -153,8 +150,7 @@ class FFCVTrainStream:
         return self._len
 
     def epoch(self, epoch: int, start_batch: int = 0) -> Iterator[Batch]:
-        if not 0 <= start_batch <= self._len:
-            raise ValueError(f"start_batch={start_batch} is outside [0, {self._len}]")
+        check_start(start_batch, self._len)
         if start_batch == self._len:
             return iter(())
         self.order.start_batch = start_batch
@@ -200,10 +196,7 @@ def _subset(path: Path, info: dict, cfg: DataConfig, limit: Optional[int]):
     labels = torch.from_numpy(beton_labels(path))
     num_classes = int(info.get("num_classes") or int(labels.max()) + 1)
     keep, _, k = select(labels, num_classes, cfg.classes, limit, str(path))
-    lut = None
-    if cfg.classes is not None:
-        lut = torch.full((num_classes,), -1, dtype=torch.long)
-        lut[torch.tensor(cfg.classes)] = torch.arange(len(cfg.classes))
+    lut = None if cfg.classes is None else class_lut(num_classes, cfg.classes)
     return keep.numpy().astype(np.int64), lut, k
 
 

@@ -9,7 +9,6 @@ import ctypes
 import json
 import logging
 import multiprocessing as mp
-import os
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -184,12 +183,6 @@ def _verify(path: Path, src: SourceImages, keep: np.ndarray, s: WriteSettings) -
     return len(picks)
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def write_split(src: SourceImages, out: Path, s: WriteSettings, meta: dict, *, force: bool = False) -> dict:
     """Write `src` to `out` (a .beton) plus its sidecar; returns the sidecar's content."""
     require_ffcv()
@@ -217,12 +210,10 @@ def write_split(src: SourceImages, out: Path, s: WriteSettings, meta: dict, *, f
                 log.warning("skipped unreadable image %s (%s)", p, r)
         keep = np.flatnonzero(~flags)
         check_beton(tmp, expect_samples=len(keep))
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp made it private; datasets are shared
         verified = _verify(tmp, src, keep, s)
         sidecar = {"format": SIDECAR_FORMAT, **meta, "settings": asdict(s), "num_samples": int(len(keep)),
                    "skipped": len(bad), "skipped_images": [p for p, _ in bad], "verified_samples": verified,
                    "write_seconds": round(time.time() - t0, 1)}
     with atomic_path(sidecar_path(out)) as tmp_json:
         tmp_json.write_text(json.dumps(sidecar, indent=1))
-        os.chmod(tmp_json, 0o666 & ~_umask())
     return sidecar

@@ -22,6 +22,27 @@ log = logging.getLogger(__name__)
 Loader = Callable[[int, list[list[int]]], Iterator[Batch]]
 
 
+def full_batches_per_rank(n: int, batch_size: int, world_size: int, name: str) -> int:
+    """Each rank's full train batches per epoch; none at all is a DataError naming `name`."""
+    k = train_batches_per_rank(n, batch_size, world_size)
+    if k == 0:
+        raise DataError(f"{name}: {n} images give no full batch of {batch_size} on each of "
+                        f"{world_size} rank(s); lower data.batch_size or add data")
+    return k
+
+
+def check_start(start_batch: int, n_batches: int) -> None:
+    if not 0 <= start_batch <= n_batches:
+        raise ValueError(f"start_batch={start_batch} is outside [0, {n_batches}]")
+
+
+def class_lut(num_classes: int, classes: list[int]) -> torch.Tensor:
+    """label -> its position in `classes`, or -1 for labels left out."""
+    lut = torch.full((num_classes,), -1, dtype=torch.long)
+    lut[torch.tensor(classes)] = torch.arange(len(classes))
+    return lut
+
+
 class IndexedTrainStream:
     """A `TrainStream` over items 0..n-1, shuffled per epoch and sharded across ranks."""
 
@@ -29,10 +50,7 @@ class IndexedTrainStream:
                  world_size: int, name: str = "train"):
         self.n, self.batch_size, self._load = n, batch_size, load
         self.seed, self.rank, self.world_size = seed, rank, world_size
-        self._len = train_batches_per_rank(n, batch_size, world_size)
-        if self._len == 0:
-            raise DataError(f"{name}: {n} images give no full batch of {batch_size} on each of "
-                            f"{world_size} rank(s); lower data.batch_size or add data")
+        self._len = full_batches_per_rank(n, batch_size, world_size, name)
 
     def __len__(self) -> int:
         return self._len
@@ -42,8 +60,7 @@ class IndexedTrainStream:
                              rank=self.rank, world_size=self.world_size)
 
     def epoch(self, epoch: int, start_batch: int = 0) -> Iterator[Batch]:
-        if not 0 <= start_batch <= self._len:
-            raise ValueError(f"start_batch={start_batch} is outside [0, {self._len}]")
+        check_start(start_batch, self._len)
         return self._load(epoch, self.batches(epoch)[start_batch:])
 
 
@@ -146,9 +163,7 @@ def select(labels: torch.Tensor, num_classes: int, classes: Optional[list[int]],
         bad = [c for c in classes if not 0 <= c < num_classes]
         if bad:
             raise DataError(f"data.classes: {bad} not in the dataset's labels 0..{num_classes - 1}")
-        lut = torch.full((num_classes,), -1, dtype=torch.long)
-        lut[torch.tensor(classes)] = torch.arange(len(classes))
-        mapped = lut[labels.long()]
+        mapped = class_lut(num_classes, classes)[labels.long()]
         keep = torch.nonzero(mapped >= 0).flatten()
         new, k = mapped[keep], len(classes)
     if limit is not None:

@@ -23,6 +23,8 @@ import statistics
 from collections import defaultdict
 from pathlib import Path
 
+import scipy.stats
+
 from tleg_dist.artifacts import run_folder
 from tleg_dist.plans.experiment import ExperimentRecipe
 from tleg_dist.plans.job import Job
@@ -36,14 +38,8 @@ PLOTS = {"acc_vs_depth.png": "depth", "acc_vs_cost.png": "total_images"}
 
 
 def t_two_sided_p(t: float, df: int) -> float:
-    """P(|T| >= |t|) for Student's t with df degrees of freedom (Simpson's rule on the density:
-    no SciPy needed for the few tests an experiment makes)."""
-    c = math.exp(math.lgamma((df + 1) / 2) - math.lgamma(df / 2)) / math.sqrt(df * math.pi)
-    n, x = 2000, min(abs(t), 1e3)
-    h = x / n
-    f = [c * (1 + (i * h) ** 2 / df) ** (-(df + 1) / 2) for i in range(n + 1)]
-    area = h / 3 * (f[0] + f[-1] + 4 * sum(f[1:-1:2]) + 2 * sum(f[2:-1:2]))
-    return max(0.0, 1 - 2 * area)
+    """P(|T| >= |t|) for Student's t with df degrees of freedom."""
+    return float(2 * scipy.stats.t.sf(abs(t), df))
 
 
 def paired(t: dict, b: dict) -> dict:

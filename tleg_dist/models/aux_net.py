@@ -19,10 +19,6 @@ LN_EPS = 1e-6  # timm's ViT default
 
 
 class AuxNet(nn.Module):
-    # Parameters that are not expanded: shared by every layer-count and copied into Des-Nets.
-    SHARED = ("patch_embed.proj.weight", "patch_embed.proj.bias", "pos_embed",
-              "fc_norm.weight", "fc_norm.bias", "head.weight", "head.bias")
-
     def __init__(self, arch: ViTArch, depth: int, drop_path_rate: float = 0.0):
         super().__init__()
         if depth < 1:

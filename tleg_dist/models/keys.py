@@ -28,31 +28,24 @@ def aux_key(name: str, which: str) -> str:
     return f"learngene.theta_{which}.{module_key(name)}"
 
 
+def _pairs() -> list[tuple[str, str]]:
+    """(Aux-Net key, learngene-file key) for every expanded tensor, then the shared ones."""
+    return ([(aux_key(n, w), file_key(n, w)) for n in BLOCK_PARAMS for w in "ab"]
+            + [(k, k) for k in SHARED_FILE_KEYS])
+
+
 def aux_to_file(aux_state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Aux-Net state dict -> learngene-file tensors."""
-    out = {}
-    for name in BLOCK_PARAMS:
-        for which in ("a", "b"):
-            if aux_key(name, which) in aux_state:
-                out[file_key(name, which)] = aux_state[aux_key(name, which)]
-    for k in SHARED_FILE_KEYS:
-        out[k] = aux_state[k]
-    unknown = set(aux_state) - {aux_key(n, w) for n in BLOCK_PARAMS for w in "ab"} - set(SHARED_FILE_KEYS)
+    """Aux-Net state dict -> learngene-file tensors (a shared key missing is a KeyError)."""
+    pairs = _pairs()
+    unknown = set(aux_state) - {a for a, _ in pairs}
     if unknown:
         raise KeyError(f"Aux-Net state has keys the learngene format does not know: {sorted(unknown)}")
-    return out
+    return {f: aux_state[a] for a, f in pairs if a in aux_state or f in SHARED_FILE_KEYS}
 
 
 def file_to_aux(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Learngene-file tensors -> Aux-Net state dict."""
-    out = {}
-    for name in BLOCK_PARAMS:
-        for which in ("a", "b"):
-            if file_key(name, which) in tensors:
-                out[aux_key(name, which)] = tensors[file_key(name, which)]
-    for k in SHARED_FILE_KEYS:
-        out[k] = tensors[k]
-    return out
+    return {a: tensors[f] for a, f in _pairs() if f in tensors or f in SHARED_FILE_KEYS}
 
 
 def split_file_tensors(tensors: dict[str, torch.Tensor]):

@@ -61,6 +61,7 @@ class Ablations(Section):
     alpha: list[float] = Field(default_factory=list, description="other distillation alphas for the Aux-Net")
     aux_budget_u: list[float] = Field(default_factory=list, description="other Aux-Net budgets")
     lr: list[float] = Field(default_factory=list, description="fine-tuning lrs, for every init")
+    lr_inits: Optional[list[str]] = Field(None, description="the inits the lr ablation covers (all if unset)")
 
 
 class Smoke(Section):
@@ -94,6 +95,9 @@ class ExperimentRecipe(PlanRecipe):
             raise ValueError(f"depths must be increasing and >= 1, got {self.depths}")
         if "tleg" not in self.inits or self.inits["tleg"].start != "learngene":
             raise ValueError("inits must have tleg (start: learngene): every other init is compared with it")
+        unknown = set(self.ablations.lr_inits or ()) - set(self.inits)
+        if unknown:
+            raise ValueError(f"ablations.lr_inits: unknown {sorted(unknown)}; known {sorted(self.inits)}")
         for s in self.settings:
             if s.upstream_from not in (None, *names[:names.index(s.name)]):
                 raise ValueError(f"settings.{s.name}.upstream_from: {s.upstream_from!r} is not an earlier setting")
@@ -212,7 +216,7 @@ def _ablations(b: _Builder, s: Setting, aux_depth: int, upstream: dict[tuple[str
         if own_lr is not None and abs(lr - own_lr) < 1e-12:
             continue
         for depth in b.x.depths:
-            for init in s.inits or b.x.inits:
+            for init in a.lr_inits or s.inits or b.x.inits:
                 b.descendant(s, seed, depth, init, {**src, "pre": src[f"pre{depth}"]}, ablation=f"lr={lr:g}",
                              updates={"optim.lr": lr})
 

@@ -65,11 +65,7 @@ def derive(cfg: RunConfig, updates: dict[str, object], inputs: Sequence[Input] =
     holds a placeholder naming its producer, "<job:artifact>", until resolve() fills it in."""
     raw = cfg.model_dump(mode="json")
     for key, value in {**updates, **{i.field: f"<{i.job}:{i.artifact}>" for i in inputs}}.items():
-        *parents, leaf = key.split(".")
-        node = raw
-        for p in parents:
-            node = node.setdefault(p, {})
-        node[leaf] = str(value) if isinstance(value, Path) else value
+        config_lib.set_dotted(raw, key, str(value) if isinstance(value, Path) else value)
     return config_lib.from_dict(raw, source=source, check_paths=check_paths)
 
 
@@ -150,7 +146,7 @@ class JobCall:
         import submitit
         import torch
 
-        from tleg_dist.plans.preemption import ForwardPreemption
+        from tleg_dist.training.preempt import ForwardPreemption
 
         os.chdir(self.workdir)
         os.environ.pop("TLEG_REQUEUE", None)  # submitit requeues; the trainer must not as well

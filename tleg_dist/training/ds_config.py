@@ -12,9 +12,6 @@ from pathlib import Path
 
 from tleg_dist.config import ConfigError, RunConfig
 
-DERIVED = ("train_micro_batch_size_per_gpu", "gradient_accumulation_steps", "train_batch_size",
-           "gradient_clipping")
-
 
 def load_json(path: Path) -> dict:
     path = Path(path)

@@ -25,8 +25,6 @@ class LoopContext:
     dtype: torch.dtype
     mixup: Optional[Callable]
     seed: int
-    nan_policy: str
-    max_nan_skips: int
     log_every: int
     global_batch: int
     losses: LossTracker
@@ -48,9 +46,10 @@ def _skip_non_finite(ctx: LoopContext, loss: torch.Tensor, pos: Position, metric
     if not any_rank(not torch.isfinite(loss).item(), ctx.dist.device):
         return False
     ctx.nan_skips += 1
-    if ctx.nan_skips > ctx.max_nan_skips:
-        raise NonFiniteLossError(describe(pos, ctx.nan_skips, ctx.nan_policy, ctx.max_nan_skips))
-    metrics.print(f"skipping non-finite loss at step {pos.global_step} ({ctx.nan_skips}/{ctx.max_nan_skips})")
+    limit = ctx.losses.max_skips
+    if ctx.nan_skips > limit:
+        raise NonFiniteLossError(describe(pos, ctx.nan_skips, ctx.losses.policy, limit))
+    metrics.print(f"skipping non-finite loss at step {pos.global_step} ({ctx.nan_skips}/{limit})")
     return True
 
 
@@ -70,7 +69,7 @@ def train_steps(ctx: LoopContext, batches, pos: Position, metrics, on_step: Call
         before = dataclasses.replace(pos)
         pos.batch_in_epoch += 1
         pos.micro_step += 1
-        if ctx.nan_policy == "skip" and _skip_non_finite(ctx, loss, before, metrics):
+        if ctx.losses.policy == "skip" and _skip_non_finite(ctx, loss, before, metrics):
             metrics.update(1)
             continue
         ctx.losses.add(loss, before)

@@ -3,6 +3,7 @@
 All ranks must agree to save (a checkpoint is collective), so on several ranks the flag is
 reduced across ranks at log steps and checkpoint steps (not every step: that would be a host
 sync per step); a signal is acted on within train.log_every_steps optimizer steps.
+Under submitit, ForwardPreemption hands submitit's signal to that flag while the trainer runs.
 """
 
 from __future__ import annotations
@@ -49,3 +50,35 @@ def requeue_if_asked(is_main: bool) -> bool:
         return False
     log.warning("requeued Slurm job %s", job_id)
     return True
+
+
+class ForwardPreemption:
+    """While the trainer runs, submitit's signal only asks it to stop (it then saves a checkpoint
+    at a step boundary); submitit's own handler runs once it has stopped."""
+
+    def __init__(self):
+        import submitit
+
+        self.sig = submitit.JobEnvironment._usr_sig()
+        self.received = False
+        self._submitit = None
+
+    def install(self) -> "ForwardPreemption":
+        self._submitit = signal.signal(self.sig, self._handle)
+        return self
+
+    def uninstall(self) -> None:
+        if self._submitit is not None:
+            signal.signal(self.sig, self._submitit)
+
+    def _handle(self, signum, frame):
+        trainer = signal.getsignal(signal.SIGUSR1)  # the trainer's PreemptionFlag while it trains
+        if callable(trainer) and trainer is not self._handle:
+            self.received = True
+            trainer(signal.SIGUSR1, frame)
+        elif callable(self._submitit):
+            self._submitit(signum, frame)  # not training (yet): nothing to save, requeue now
+
+    def hand_back(self) -> None:
+        if self.received and callable(self._submitit):
+            self._submitit(self.sig, None)

@@ -129,8 +129,8 @@ def train(cfg: RunConfig, resume: str | None = None) -> dict:
                   f"steps/epoch={steps_per_epoch} -> {out}")
     dtype = torch.bfloat16 if bf16 else torch.float32
     losses = LossTracker(dist.device, cfg.train.nan_policy, cfg.train.max_nan_skips)
-    ctx = LoopContext(engine, _criterion(cfg, teacher), dist, dtype, data.mixup, cfg.seed, cfg.train.nan_policy,
-                      cfg.train.max_nan_skips, cfg.train.log_every_steps, global_batch, losses, data.prepare, ema)
+    ctx = LoopContext(engine, _criterion(cfg, teacher), dist, dtype, data.mixup, cfg.seed,
+                      cfg.train.log_every_steps, global_batch, losses, data.prepare, ema)
     meta = {"stage": cfg.stage, "arch": cfg.model.arch().to_dict(),
             "depth": cfg.model.depth, "zero_stage": ds_config.zero_stage(ds), "bf16": bf16,
             "world_size": dist.world_size, "config": cfg.model_dump(mode="json")}
