@@ -199,6 +199,11 @@ def test_smoke_experiment_end_to_end(tmp_path):
     acct = {(a["setting"], a["unit"]): a for a in s["accounting"]}
     a = acct[("same_task", "images")]
     assert a["ratio"] == pytest.approx((a["aux"] + a["tleg"]) / a["scratch_100u"])
+    # Pre-Fin pre-trains one model per depth; at the aux depth that is the truncated baseline's ViT
+    pre = [r for r in s["runs"] if r["setting"] == "same_task" and r["seed"] == 0 and not r.get("ablation")
+           and (r["kind"] == "pre" or r["kind"] == "vit")]
+    assert a["prefin_pretrain"] == sum(r["images"] for r in pre) and a["pretrain_ratio_vs_prefin"] < 1
+    assert a["ratio_vs_prefin"] == pytest.approx((a["aux"] + a["tleg"]) / a["prefin"])
     assert s["setup"]["alpha"] == 1.0 and s["setup"]["aux_depth"] == 4 and s["setup"]["depths"] == [2, 4]
     assert {a["ablation"] for a in s["ablations"]} == {"alpha=0.5", "aux_budget_u=0.25", "lr=0.0005"}
     log = p.stdout + p.stderr

@@ -80,24 +80,33 @@ def comparisons(cells: list[dict]) -> list[dict]:
 
 def accounting(plan: list[Job], cells: list[dict]) -> list[dict]:
     """Per setting, the paper's cost ratio for the planned depths and for |D| = 10, in images
-    and in layer-passes (images × depth)."""
+    and in layer-passes (images × depth): against scratch(100u), and against Pre-Fin (one
+    pre-training per depth, then the same fine-tuning), with the pre-training alone beside it."""
     names = {j.name: j for j in plan}
     rows = []
     for setting in dict.fromkeys(c["setting"] for c in cells):
         by = {(c["depth"], c["init"]): c for c in cells if c["setting"] == setting}
         depths = sorted({d for d, i in by if i == "tleg" and (d, REFERENCE) in by})
-        tleg = next((j for j in plan if j.labels.get("init") == "tleg" and j.labels["setting"] == setting
-                     and not j.labels.get("ablation")), None)
-        if not depths or tleg is None:
+        main = {(j.labels["init"], j.labels["depth"]): j for j in plan if j.labels.get("setting") == setting
+                and j.labels.get("kind") == "des" and not j.labels.get("ablation")}
+        if not depths or ("tleg", depths[0]) not in main:
             continue
-        aux = names[tleg.inputs[0].job]  # the Aux-Net this setting's TLEG descendants expand
+        aux = names[main[("tleg", depths[0])].inputs[0].job]  # the Aux-Net this setting's TLEG expands
+        pre = {d: names[main[("prefin", d)].inputs[0].job] for d in depths if ("prefin", d) in main}
         for unit, w in (("images", lambda d: 1), ("layer_passes", lambda d: d)):
             a = aux.labels["planned_images"] * w(aux.cfg.model.depth)
             ft = [by[(d, "tleg")]["train_images"] * w(d) for d in depths]
             sc = [by[(d, REFERENCE)]["train_images"] * w(d) for d in depths]
-            rows.append({"setting": setting, "unit": unit, "depths": depths, "aux": a, "tleg": sum(ft),
-                         REFERENCE: sum(sc), "ratio": (a + sum(ft)) / sum(sc),
-                         "ratio_10_depths": (a + 10 * statistics.fmean(ft)) / (10 * statistics.fmean(sc))})
+            row = {"setting": setting, "unit": unit, "depths": depths, "aux": a, "tleg": sum(ft),
+                   REFERENCE: sum(sc), "ratio": (a + sum(ft)) / sum(sc),
+                   "ratio_10_depths": (a + 10 * statistics.fmean(ft)) / (10 * statistics.fmean(sc))}
+            if len(pre) == len(depths) and all((d, "prefin") in by for d in depths):
+                pt = [pre[d].labels["planned_images"] * w(pre[d].cfg.model.depth) for d in depths]
+                pf = [by[(d, "prefin")]["train_images"] * w(d) for d in depths]
+                row |= {"prefin_pretrain": sum(pt), "prefin": sum(pt) + sum(pf),
+                        "ratio_vs_prefin": (a + sum(ft)) / (sum(pt) + sum(pf)),
+                        "pretrain_ratio_vs_prefin": a / sum(pt)}
+            rows.append(row)
     return rows
 
 
@@ -150,9 +159,12 @@ def notes(result: dict) -> str:
              md_table(["setting", "L"] + [f"tleg vs {b}" for b in base],
                       [[c["setting"], c["depth"]] + [cell(c["vs"].get(b)) for b in base] for c in comps])]
     if result["accounting"]:
+        opt = lambda a, k: f"{a[k]:.2f}" if k in a else "-"  # noqa: E731
         lines += ["## Cost (the paper's amortised accounting)", "",
-                  md_table(["setting", "unit", "depths", f"(Aux + Σ tleg) ÷ Σ {REFERENCE}", "same, |D| = 10"],
-                           [[a["setting"], a["unit"], a["depths"], f"{a['ratio']:.2f}", f"{a['ratio_10_depths']:.2f}"]
+                  md_table(["setting", "unit", "depths", f"(Aux + Σ tleg) ÷ Σ {REFERENCE}", "same, |D| = 10",
+                            "(Aux + Σ tleg) ÷ Σ prefin (pre-training + fine-tuning)", "Aux ÷ Σ pre-trainings"],
+                           [[a["setting"], a["unit"], a["depths"], f"{a['ratio']:.2f}", f"{a['ratio_10_depths']:.2f}",
+                             opt(a, "ratio_vs_prefin"), opt(a, "pretrain_ratio_vs_prefin")]
                             for a in result["accounting"]])]
     st = (result["storage"] or {}).get("storage")
     if st:
