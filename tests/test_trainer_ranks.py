@@ -5,6 +5,8 @@ Full-batch design: the training set is exactly one global batch, so 1 rank x 64 
 float reassociation.
 """
 
+from pathlib import Path
+
 import pytest
 
 from _launch import TINY, max_abs_diff, run_train, summary
@@ -18,6 +20,11 @@ def args(tmp, name, bs, ds="configs/ds/zero0.json"):
             *[c.format(bs=bs) for c in COMMON]]
 
 
+def shm_buffers() -> set[str]:
+    shm = Path("/dev/shm")
+    return {p.name for p in shm.glob("deepspeed_allreduce_buffer_*")} if shm.is_dir() else set()
+
+
 @pytest.fixture(scope="module")
 def one_rank(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("ranks")
@@ -28,7 +35,9 @@ def one_rank(tmp_path_factory):
 @pytest.mark.slow
 @pytest.mark.parametrize("stage", [1, 2, 3])
 def test_two_ranks_match_one_rank(one_rank, stage):
+    before = shm_buffers()
     run_train(args(one_rank, f"z{stage}", 32, f"configs/ds/zero{stage}.json"), nproc=2)
+    assert shm_buffers() - before == set(), "DeepSpeed's shared-memory all-reduce buffers were left in /dev/shm"
     s1, s2 = summary(one_rank / "r1"), summary(one_rank / f"z{stage}")
     assert s2["global_step"] == s1["global_step"] == 4
     assert s2["val_loss"] == pytest.approx(s1["val_loss"], abs=1e-4)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import socket
@@ -73,11 +74,26 @@ def init(timeout_s: Optional[float] = None) -> DistInfo:
         # timeout bounds every collective: a rank stuck on a dead peer raises instead of hanging
         kw = {} if timeout_s is None else {"timeout": timedelta(seconds=timeout_s)}
         deepspeed.init_distributed(dist_backend="nccl" if cuda else "gloo", auto_mpi_discovery=False, **kw)
+        _unlink_shm_buffers()
     local_rank = int(os.environ["LOCAL_RANK"])
     if cuda:
         torch.cuda.set_device(local_rank)
     device = torch.device("cuda", local_rank) if cuda else torch.device("cpu")
     return DistInfo(dist.get_rank(), dist.get_world_size(), local_rank, local_world, device)
+
+
+def _unlink_shm_buffers() -> None:
+    """DeepSpeed's CPU all-reduce over shared memory (used when LOCAL_SIZE, set by its launcher,
+    equals the world size) maps one 66 MB /dev/shm buffer per rank and never unlinks it: each
+    run would leak them until the host reboots. Every rank maps every buffer inside
+    init_distributed, so after a barrier the names can go; the mappings live until exit."""
+    if os.environ.get("LOCAL_SIZE") != str(dist.get_world_size()):
+        return  # the same on every rank: either all of them reach the barrier or none
+    dist.barrier()
+    name = (f"/dev/shm/deepspeed_allreduce_buffer_{os.getuid()}_{os.environ.get('MASTER_ADDR', '')}_"
+            f"{os.environ.get('MASTER_PORT', '')}_{dist.get_rank()}")
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(name)
 
 
 def reduce_(t: torch.Tensor, op: str = "sum") -> torch.Tensor:
