@@ -42,15 +42,15 @@ def test_arithmetic_equals_hand_count_and_timm(toy_arch):
 
 
 def test_storage_comparison_figures(toy_arch):
-    c = storage.Comparison(toy_arch, aux_depth=3, depths=(1, 2, 3, 4))
+    c = storage.comparison(toy_arch, aux_depth=3, depths=(1, 2, 3, 4))
     lg = 2 * TOY_BLOCK + TOY_SHARED
     per_depth = (1 + 2 + 3 + 4) * TOY_BLOCK + 4 * TOY_SHARED
-    assert (c.learngene, c.per_depth_total, c.aux_model) == (lg, per_depth, 3 * TOY_BLOCK + TOY_SHARED)
-    assert c.ratio_per_depth == pytest.approx(per_depth / lg) and c.ratio_aux_model == pytest.approx(
+    assert (c["learngene"], c["per_depth_total"], c["aux_model"]) == (lg, per_depth, 3 * TOY_BLOCK + TOY_SHARED)
+    assert c["ratio_per_depth"] == pytest.approx(per_depth / lg) and c["ratio_aux_model"] == pytest.approx(
         (3 * TOY_BLOCK + TOY_SHARED) / lg)
     s = storage.paper_comparisons()["small"]  # depths 1..12, aux depth 12
-    assert s.per_depth_total == 78 * S_BLOCK + 12 * S_SHARED
-    assert s.ratio_aux_model == pytest.approx((12 * S_BLOCK + S_SHARED) / (2 * S_BLOCK + S_SHARED))
+    assert s["per_depth_total"] == 78 * S_BLOCK + 12 * S_SHARED
+    assert s["ratio_aux_model"] == pytest.approx((12 * S_BLOCK + S_SHARED) / (2 * S_BLOCK + S_SHARED))
 
 
 def test_inspect_learngene(toy_arch, tmp_path, capsys, seeded):

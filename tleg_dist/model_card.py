@@ -41,7 +41,7 @@ def learngene_source(path) -> dict | None:
     path = learngene_file.weights_path(path)
     if not path.is_file():
         return {"file": str(path), "sha256": "unknown (file not found at export time)"}
-    _, aux_depth = learngene_file.arch_from_metadata(learngene_file.read_metadata(path), str(path))
+    _, _, aux_depth = learngene_file.read_header(path)
     return {"file": path.name, "sha256": sha256(path), "aux_depth": aux_depth}
 
 

@@ -15,7 +15,6 @@ here; this module owns the file names and the "tleg" fields.
 from __future__ import annotations
 
 import contextlib
-import json
 from pathlib import Path
 
 import torch
@@ -24,6 +23,7 @@ from safetensors.torch import save_file
 from tleg_dist.models.arch import SIZES
 from tleg_dist.utils.atomic import atomic_path, check_output
 from tleg_dist.utils.errors import UserError
+from tleg_dist.utils.jsonio import read_json
 
 WEIGHTS, CONFIG, CARD = "model.safetensors", "config.json", "README.md"  # timm's local-dir/Hub names
 FORMAT, FORMAT_VERSION = "tleg-export", "1"
@@ -107,10 +107,7 @@ def read_config(folder) -> dict:
         raise ModelFolderError(f"{folder}: not a folder (expected a model folder holding {CONFIG} and {WEIGHTS})")
     if not f.is_file():
         raise ModelFolderError(f"{f}: missing; a model folder holds {CONFIG} (timm's format) beside {WEIGHTS}")
-    try:
-        cfg = json.loads(f.read_text())
-    except (OSError, UnicodeDecodeError, ValueError) as e:
-        raise ModelFolderError(f"{f}: not readable JSON ({e})") from None
+    cfg = read_json(f, ModelFolderError)
     if not isinstance(cfg, dict):
         raise ModelFolderError(f"{f}: expected a JSON object, got {type(cfg).__name__}")
     if not isinstance(cfg.get("architecture"), str) or not timm.is_model(cfg["architecture"]):

@@ -17,6 +17,7 @@ from pathlib import Path
 from tleg_dist.artifacts.run_folder import CHECKPOINTS
 from tleg_dist.utils.atomic import atomic_path
 from tleg_dist.utils.errors import UserError
+from tleg_dist.utils.jsonio import read_json
 
 MARKER = "tleg_meta.json"
 FORMAT = "tleg-checkpoint"
@@ -48,10 +49,7 @@ def read_meta(tag_dir: Path) -> dict:
     if not f.is_file():
         what = "an incomplete checkpoint" if _has_shards(tag_dir) else "not a DeepSpeed checkpoint"
         raise CheckpointError(f"{tag_dir}: {what}: {MARKER} is missing (rank 0 writes it after every shard is saved)")
-    try:
-        meta = json.loads(f.read_text())
-    except (OSError, ValueError) as e:
-        raise CheckpointError(f"{f}: unreadable checkpoint metadata ({e})") from None
+    meta = read_json(f, CheckpointError)
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         got = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
         raise CheckpointError(f"{f}: not tleg checkpoint metadata (format={got!r}, expected {FORMAT!r})")

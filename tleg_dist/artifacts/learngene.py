@@ -27,6 +27,7 @@ from tleg_dist.models.keys import SHARED_FILE_KEYS, file_key, split_file_tensors
 from tleg_dist.models.learngene import block_param_shapes
 from tleg_dist.utils.atomic import atomic_path, check_output
 from tleg_dist.utils.errors import UserError
+from tleg_dist.utils.jsonio import read_json
 
 FORMAT = "tleg-learngene"
 FORMAT_VERSION = "1"
@@ -146,12 +147,9 @@ def weights_path(path) -> Path:
 def _check_folder_config(folder: Path, meta: dict[str, str]) -> None:
     """A folder's config.json must be there and agree with its file: a hand-edited one would mislead readers."""
     f = folder / CONFIG
-    try:
-        config = json.loads(f.read_text())
-    except FileNotFoundError:
-        raise LearngeneFileError(f"{f}: missing; a learngene folder holds {CONFIG} beside {FOLDER_WEIGHTS}") from None
-    except (OSError, UnicodeDecodeError, ValueError) as e:
-        raise LearngeneFileError(f"{f}: not readable JSON ({e})") from None
+    if not f.is_file():
+        raise LearngeneFileError(f"{f}: missing; a learngene folder holds {CONFIG} beside {FOLDER_WEIGHTS}")
+    config = read_json(f, LearngeneFileError)
     want = folder_config(meta)
     bad = [k for k in (*HEADER, *ARCH_FIELDS)
            if not isinstance(config, dict) or config.get(k) != want.get(k)]
@@ -160,15 +158,23 @@ def _check_folder_config(folder: Path, meta: dict[str, str]) -> None:
         raise LearngeneFileError(f"{f}: {bad[0]} is {got!r} but {FOLDER_WEIGHTS} says {want.get(bad[0])!r}")
 
 
-def read_metadata(path) -> dict[str, str]:
+def read_safetensors(path, read: Callable, error: Callable[[str], Exception] = LearngeneFileError,
+                     problem: str = "not a readable safetensors file"):
+    """`read(f)` of the open safetensors file; `error("PATH: problem (why)")` if it cannot be read."""
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return read(f)
+    except (SafetensorError, OSError, ValueError) as e:
+        raise error(f"{path}: {problem} ({e})") from e
+
+
+def read_header(path) -> tuple[dict[str, str], ViTArch, int]:
+    """(metadata, architecture, aux depth) of a learngene file, from its header alone: no tensor is read."""
     path = Path(path)
     if not path.is_file():
         raise LearngeneFileError(f"{path}: no such file")
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            return f.metadata() or {}
-    except (SafetensorError, OSError, ValueError) as e:
-        raise LearngeneFileError(f"{path}: not a readable safetensors file ({e})") from e
+    meta = read_safetensors(path, lambda f: f.metadata() or {})
+    return (meta, *arch_from_metadata(meta, str(path)))
 
 
 def arch_from_metadata(meta: dict[str, str], where: str) -> tuple[ViTArch, int]:
@@ -186,15 +192,10 @@ def arch_from_metadata(meta: dict[str, str], where: str) -> tuple[ViTArch, int]:
 def load(path) -> LearngeneFile:
     """A learngene from its file, its folder or "local-dir:FOLDER"."""
     given, path = folder_of(path), weights_path(path)
-    meta = read_metadata(path)
-    arch, aux_depth = arch_from_metadata(meta, str(path))
+    meta, arch, aux_depth = read_header(path)
     if given.is_dir():
         _check_folder_config(given, meta)
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
-    except (SafetensorError, OSError, ValueError) as e:
-        raise LearngeneFileError(f"{path}: corrupt tensor data ({e})") from e
+    tensors = read_safetensors(path, lambda f: {k: f.get_tensor(k) for k in f.keys()}, problem="corrupt tensor data")
     validate(tensors, arch, str(path))
     extra = {k: v for k, v in meta.items() if k not in ARCH_FIELDS and k not in HEADER}
     return LearngeneFile(arch, aux_depth, tensors, extra, path)

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from tleg_dist.utils.atomic import atomic_path
 from tleg_dist.utils.errors import UserError
+from tleg_dist.utils.jsonio import read_json
 
 CONFIG = "config.yaml"
 METRICS = "metrics.jsonl"
@@ -53,10 +54,7 @@ def write_summary(run_dir: str | Path, summary: dict) -> None:
 
 
 def read_summary(run_dir: str | Path) -> dict | None:
-    try:
-        summary = json.loads((Path(run_dir) / SUMMARY).read_text())
-    except (FileNotFoundError, NotADirectoryError, json.JSONDecodeError):
-        return None
+    summary = read_json(Path(run_dir) / SUMMARY)  # None while missing or unreadable
     return summary if isinstance(summary, dict) else None
 
 

@@ -15,8 +15,8 @@ from pathlib import Path
 from tleg_dist import model_card, model_folder
 from tleg_dist.artifacts import checkpoints
 from tleg_dist.convert import zero
-from tleg_dist.convert import ConvertError
 from tleg_dist.data.preprocessing import eval_preprocessing
+from tleg_dist.utils.atomic import check_output
 
 
 def add_parser(sub) -> None:
@@ -43,8 +43,7 @@ def export(ckpt_dir, out_dir, *, tag: str | None = None, force: bool = False,
            allow_pickle: bool = False) -> list[Path]:
     out_dir = Path(out_dir)
     for name in (model_folder.WEIGHTS, model_folder.CONFIG, model_folder.CARD):  # fail before the slow part
-        if (out_dir / name).exists() and not force:
-            raise ConvertError(f"{out_dir / name} already exists; pass --force to overwrite it")
+        check_output(out_dir / name, force, mkdir=False)  # creating nothing: a failed export leaves no folder
     ckpt = zero.open_checkpoint(ckpt_dir, tag)
     zero.expect_stage(ckpt, "finetune", "for an Aux-Net use `learngene`, then `expand`")
     state = zero.consolidate(ckpt, allow_pickle)

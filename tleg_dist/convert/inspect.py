@@ -12,12 +12,11 @@ import json
 from math import prod
 from pathlib import Path
 
-from safetensors import SafetensorError, safe_open
-
 from tleg_dist import model_folder
 from tleg_dist.artifacts import learngene as learngene_file
 from tleg_dist.convert import storage
 from tleg_dist.convert import ConvertError
+from tleg_dist.utils.jsonio import read_json
 
 
 def add_parser(sub) -> None:
@@ -41,21 +40,13 @@ def _disk_size(path: Path) -> int:
     return path.stat().st_size if path.is_file() else sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
 
-def _read_json(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError) as e:
-        raise ConvertError(f"{path}: unreadable JSON ({e})") from None
-
-
 def _header(path: Path) -> tuple[dict, dict[str, tuple[int, ...]], set]:
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
-            dtypes = {str(f.get_slice(k).get_dtype()) for k in f.keys()}
-            return f.metadata() or {}, shapes, dtypes
-    except (SafetensorError, OSError, ValueError) as e:
-        raise ConvertError(f"{path}: not a readable safetensors file ({e})") from None
+    def read(f):
+        shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+        dtypes = {str(f.get_slice(k).get_dtype()) for k in f.keys()}
+        return f.metadata() or {}, shapes, dtypes
+
+    return learngene_file.read_safetensors(path, read, ConvertError)
 
 
 def describe(path, depths=storage.DEFAULT_DEPTHS) -> dict:
@@ -66,7 +57,8 @@ def describe(path, depths=storage.DEFAULT_DEPTHS) -> dict:
         raise ConvertError(f"--depths must all be >= 1, got {list(depths)}")
     if path.is_dir():
         if (path / model_folder.CONFIG).is_file() and (path / model_folder.WEIGHTS).is_file():
-            return _describe_weights(path / model_folder.WEIGHTS, path, _read_json(path / model_folder.CONFIG))
+            return _describe_weights(path / model_folder.WEIGHTS, path,
+                                     read_json(path / model_folder.CONFIG, ConvertError))
         if (path / model_folder.CONFIG).is_file() and (path / learngene_file.FOLDER_WEIGHTS).is_file():
             return describe(path / learngene_file.FOLDER_WEIGHTS, depths)  # a learngene folder, not a run
         return _describe_checkpoint(path)
@@ -75,15 +67,15 @@ def describe(path, depths=storage.DEFAULT_DEPTHS) -> dict:
             "params": sum(prod(s) for s in shapes.values()), "dtypes": sorted(dtypes)}
     if meta.get("format") == learngene_file.FORMAT:
         arch, aux_depth = learngene_file.arch_from_metadata(meta, str(path))
-        comp = storage.Comparison(arch, aux_depth, tuple(depths))
+        comp = storage.comparison(arch, aux_depth, depths)
         info |= {"format": learngene_file.FORMAT, "format_version": learngene_file.FORMAT_VERSION,
-                 "arch": arch.to_dict(), "aux_depth": aux_depth, "storage": comp.as_dict(),
-                 "paper": {k: c.as_dict() for k, c in storage.paper_comparisons(depths).items()}}
-        if info["params"] != comp.learngene:
-            info["warning"] = f"file holds {info['params']:,} params, the format expects {comp.learngene:,}"
+                 "arch": arch.to_dict(), "aux_depth": aux_depth, "storage": comp,
+                 "paper": storage.paper_comparisons(depths)}
+        if info["params"] != comp["learngene"]:
+            info["warning"] = f"file holds {info['params']:,} params, the format expects {comp['learngene']:,}"
         return info
     beside = path.with_suffix(".json")
-    config = _read_json(beside) if beside.is_file() else None
+    config = read_json(beside, ConvertError) if beside.is_file() else None
     if config is not None:  # e.g. a run's final.safetensors + final.json (constructor arguments)
         return _describe_weights(path, path, config)
     info["format"] = meta.get("format", "safetensors (no tleg format metadata)")
@@ -131,12 +123,9 @@ def render(info: dict) -> str:
     if info.get("warning"):
         lines.append(f"  WARNING: {info['warning']}")
     if "storage" in info:
-        from tleg_dist.models.arch import ViTArch
-
-        depths = tuple(info["storage"]["depths"])
         lines.append("  storage to initialise Des-Nets (params), this file's architecture:")
-        lines.append(storage.render(storage.Comparison(ViTArch(**info["arch"]), info["aux_depth"], depths), "    "))
-        for name, comp in storage.paper_comparisons(depths).items():
+        lines.append(storage.render(info["storage"], "    "))
+        for name, comp in info["paper"].items():
             lines.append(f"  the paper's {name.capitalize()} (224 px, patch 16, 1000 classes, "
                          f"aux depth {storage.PAPER_AUX_DEPTH}):")
             lines.append(storage.render(comp, "    "))

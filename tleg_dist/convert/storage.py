@@ -13,7 +13,6 @@ Counts come from the learngene file's own shape table, so they cannot drift from
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from math import prod
 
 from tleg_dist.artifacts.learngene import expected_shapes
@@ -41,46 +40,17 @@ def des_params(arch: ViTArch, depth: int) -> int:
     return depth * block_params(arch) + shared_params(arch)
 
 
-@dataclass(frozen=True)
-class Comparison:
-    arch: ViTArch
-    aux_depth: int
-    depths: tuple[int, ...]
-
-    @property
-    def block(self) -> int:
-        return block_params(self.arch)
-
-    @property
-    def shared(self) -> int:
-        return shared_params(self.arch)
-
-    @property
-    def learngene(self) -> int:
-        return learngene_params(self.arch)
-
-    @property
-    def per_depth_total(self) -> int:
-        return sum(des_params(self.arch, L) for L in self.depths)
-
-    @property
-    def aux_model(self) -> int:
-        return des_params(self.arch, self.aux_depth)
-
-    @property
-    def ratio_per_depth(self) -> float:
-        return self.per_depth_total / self.learngene
-
-    @property
-    def ratio_aux_model(self) -> float:
-        return self.aux_model / self.learngene
-
-    def as_dict(self) -> dict:
-        return {"block": self.block, "shared": self.shared, "learngene": self.learngene,
-                "depths": list(self.depths), "per_depth_total": self.per_depth_total,
-                "ratio_per_depth": self.ratio_per_depth, "aux_depth": self.aux_depth,
-                "aux_model": self.aux_model, "ratio_aux_model": self.ratio_aux_model,
-                "ratio_per_depth_blocks_only": sum(self.depths) / 2, "ratio_aux_blocks_only": self.aux_depth / 2}
+def comparison(arch: ViTArch, aux_depth: int, depths) -> dict:
+    """The figures (params, and ratios to the learngene) of the formulas above, as `inspect --json` prints them."""
+    depths = list(depths)
+    learngene = learngene_params(arch)
+    per_depth_total = sum(des_params(arch, L) for L in depths)
+    aux_model = des_params(arch, aux_depth)
+    return {"block": block_params(arch), "shared": shared_params(arch), "learngene": learngene,
+            "depths": depths, "per_depth_total": per_depth_total,
+            "ratio_per_depth": per_depth_total / learngene, "aux_depth": aux_depth,
+            "aux_model": aux_model, "ratio_aux_model": aux_model / learngene,
+            "ratio_per_depth_blocks_only": sum(depths) / 2, "ratio_aux_blocks_only": aux_depth / 2}
 
 
 def depth_list(depths) -> str:
@@ -88,19 +58,20 @@ def depth_list(depths) -> str:
     return f"{d[0]}..{d[-1]}" if len(d) > 2 and d == list(range(d[0], d[-1] + 1)) else ",".join(map(str, d))
 
 
-def render(c: Comparison, indent: str = "  ") -> str:
-    b, s, n, sd = c.block, c.shared, len(c.depths), sum(c.depths)
+def render(c: dict, indent: str = "  ") -> str:
+    """`comparison(...)` with the arithmetic written out."""
+    b, s, n, sd, aux = c["block"], c["shared"], len(c["depths"]), sum(c["depths"]), c["aux_depth"]
     lines = [
         f"block b = {b:,}   shared s = {s:,}   (params)",
-        f"learngene            2b + s = 2 x {b:,} + {s:,} = {c.learngene:,}",
-        f"one model per depth  (sum D) b + |D| s, D = {depth_list(c.depths)}: "
-        f"{sd} x {b:,} + {n} x {s:,} = {c.per_depth_total:,}  -> {c.ratio_per_depth:.2f}x the learngene",
-        f"one {c.aux_depth}-layer model  {c.aux_depth} x {b:,} + {s:,} = {c.aux_model:,}"
-        f"  -> {c.ratio_aux_model:.2f}x the learngene",
-        f"blocks only (s left out on both sides): {sd}/2 = {sd / 2:.1f}x and {c.aux_depth}/2 = {c.aux_depth / 2:.1f}x",
+        f"learngene            2b + s = 2 x {b:,} + {s:,} = {c['learngene']:,}",
+        f"one model per depth  (sum D) b + |D| s, D = {depth_list(c['depths'])}: "
+        f"{sd} x {b:,} + {n} x {s:,} = {c['per_depth_total']:,}  -> {c['ratio_per_depth']:.2f}x the learngene",
+        f"one {aux}-layer model  {aux} x {b:,} + {s:,} = {c['aux_model']:,}"
+        f"  -> {c['ratio_aux_model']:.2f}x the learngene",
+        f"blocks only (s left out on both sides): {sd}/2 = {sd / 2:.1f}x and {aux}/2 = {aux / 2:.1f}x",
     ]
     return "\n".join(indent + ln for ln in lines)
 
 
-def paper_comparisons(depths=DEFAULT_DEPTHS) -> dict[str, Comparison]:
-    return {name: Comparison(ViTArch.from_size(name), PAPER_AUX_DEPTH, tuple(depths)) for name in PAPER_SIZES}
+def paper_comparisons(depths=DEFAULT_DEPTHS) -> dict[str, dict]:
+    return {name: comparison(ViTArch.from_size(name), PAPER_AUX_DEPTH, depths) for name in PAPER_SIZES}

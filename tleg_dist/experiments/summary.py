@@ -30,6 +30,7 @@ from tleg_dist.plans.experiment import ExperimentRecipe
 from tleg_dist.plans.job import Job
 from tleg_dist.plans.report import md_table
 from tleg_dist.utils.atomic import atomic_path
+from tleg_dist.utils.jsonio import read_json
 
 REFERENCE = "scratch_100u"  # the paper's comparator for cost
 # The report's display names and plots (report.write's names= and plots=).
@@ -198,10 +199,7 @@ def _storage(lg_file: Path | None, depths: list[int]) -> dict | None:
 
 def _last_times(path: Path, command: str) -> tuple[float | None, float | None]:
     """(wall, cpu) of the training invocation that last wrote `path`, if it ran `command`."""
-    try:
-        old = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None, None
+    old = read_json(path) or {}
     if old.get("command") != command:
         return None, None
     return old.get("wall_time_s", {}).get("this_invocation"), old.get("cpu_time_s")

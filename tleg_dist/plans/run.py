@@ -21,6 +21,7 @@ from tleg_dist.artifacts import run_folder
 from tleg_dist.plans.executors import Handle, slurm_alive
 from tleg_dist.plans.job import Job, check_plan, record, up_to_date
 from tleg_dist.utils.errors import UserError
+from tleg_dist.utils.jsonio import read_json
 
 ERROR_TAIL_LINES = 25
 
@@ -78,10 +79,7 @@ class _Scheduler:
         self.failed: dict[str, str] = {}
         self.blocked: list[str] = []
         self.states: dict[str, str] = {}
-        try:
-            self.index = json.loads((root / "jobs.json").read_text())
-        except (FileNotFoundError, json.JSONDecodeError):
-            self.index = {}
+        self.index = read_json(root / "jobs.json") or {}
 
     def follow_or_refuse(self, todo: list[Job]) -> None:
         """Slurm: follow the jobs an earlier launch submitted; elsewhere, refuse to run them twice."""

@@ -48,7 +48,7 @@ class SweepRecipe(PlanRecipe):
 def build(s: SweepRecipe) -> list[Job]:
     """One job per depth; the learngene and the recipe are checked now, before anything runs."""
     lg = Path(s.learngene).resolve()
-    lg_arch, _ = learngene_file.arch_from_metadata(learngene_file.read_metadata(lg), str(lg))
+    _, lg_arch, _ = learngene_file.read_header(lg)
     base = config_lib.load(s.finetune_recipe, list(s.overrides), check_paths=False)
     learngene_file.check_arch(lg_arch, base.model.arch(), lg)  # from the header: no tensors read
     if not Path(base.deepspeed_config).is_file():

@@ -7,20 +7,17 @@ differently is an error rather than a silent override.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from tleg_dist.config import ConfigError, RunConfig
+from tleg_dist.utils.jsonio import read_json
 
 
 def load_json(path: Path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"deepspeed_config: {path} does not exist")
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise ConfigError(f"deepspeed_config: {path} is not valid JSON ({e})") from None
+    return read_json(path, ConfigError, f"deepspeed_config: {path}")
 
 
 def build(cfg: RunConfig, world_size: int) -> dict:

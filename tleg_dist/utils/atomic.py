@@ -15,11 +15,12 @@ class OutputExistsError(FileExistsError, UserError):
     pass
 
 
-def check_output(path: str | os.PathLike, force: bool) -> Path:
+def check_output(path: str | os.PathLike, force: bool, *, mkdir: bool = True) -> Path:
+    """`path`, refused if it exists and not `force`; its folder is created unless `mkdir` is False."""
     path = Path(path)
     if path.exists() and not force:
         raise OutputExistsError(f"{path} already exists; pass --force to overwrite it")
-    if not path.parent.exists():
+    if mkdir and not path.parent.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
     return path
 
