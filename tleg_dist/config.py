@@ -250,22 +250,19 @@ def parse_override(item: str) -> tuple[list[str], object]:
     return key.strip().split("."), yaml.safe_load(value)
 
 
-def set_dotted(raw: dict, key: str, value: object) -> dict:
-    """raw with the dotted `key` (a.b.c) set to `value`, creating sections on the way."""
-    *parents, leaf = key.split(".")
+def set_dotted(raw: dict, path: list[str], value: object) -> None:
+    """Set raw[path[0]][path[1]]... to `value`, creating sections on the way."""
     node = raw
-    for i, p in enumerate(parents):
+    for i, p in enumerate(path[:-1]):
         node = node.setdefault(p, {})
         if not isinstance(node, dict):
-            raise ConfigError(f"{key}: {'.'.join(parents[:i + 1])} is not a section")
-    node[leaf] = value
-    return raw
+            raise ConfigError(f"{'.'.join(path)}: {'.'.join(path[:i + 1])} is not a section")
+    node[path[-1]] = value
 
 
 def apply_overrides(raw: dict, overrides: list[str]) -> dict:
     for item in overrides:
-        path, value = parse_override(item)
-        set_dotted(raw, ".".join(path), value)
+        set_dotted(raw, *parse_override(item))
     return raw
 
 

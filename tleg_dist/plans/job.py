@@ -65,7 +65,7 @@ def derive(cfg: RunConfig, updates: dict[str, object], inputs: Sequence[Input] =
     holds a placeholder naming its producer, "<job:artifact>", until resolve() fills it in."""
     raw = cfg.model_dump(mode="json")
     for key, value in {**updates, **{i.field: f"<{i.job}:{i.artifact}>" for i in inputs}}.items():
-        config_lib.set_dotted(raw, key, str(value) if isinstance(value, Path) else value)
+        config_lib.set_dotted(raw, key.split("."), str(value) if isinstance(value, Path) else value)
     return config_lib.from_dict(raw, source=source, check_paths=check_paths)
 
 
