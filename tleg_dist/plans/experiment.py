@@ -179,8 +179,10 @@ def build(x: ExperimentRecipe, smoke: bool = False) -> list[Job]:
         raise ConfigError(f"depths: truncated, heur_lg and the Aux-Net need depths <= the aux depth {aux_depth}, "
                           f"got {max(x.depths)}")
     upstream: dict[tuple[str, int], dict] = {}  # (setting, seed) -> its upstream jobs by role
-    for seed in x.seeds:  # the outer loop: an interrupted experiment has whole seeds done
-        for s in x.settings:
+    # Settings outermost: an interrupted experiment has whole settings done, every seed of
+    # each, so each finished table can be read (and tested) on its own.
+    for s in x.settings:
+        for seed in x.seeds:
             if s.upstream_from is None:
                 src = {"aux": b.distilled(s, seed, "aux", aux_depth), "vit": b.distilled(s, seed, "vit", aux_depth)}
                 src.update({f"pre{d}": src["vit"] if d == aux_depth else b.distilled(s, seed, "pre", d, tag=f"_d{d}")
