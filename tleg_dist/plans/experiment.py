@@ -95,15 +95,15 @@ class ExperimentRecipe(PlanRecipe):
             raise ValueError(f"depths must be increasing and >= 1, got {self.depths}")
         if "tleg" not in self.inits or self.inits["tleg"].start != "learngene":
             raise ValueError("inits must have tleg (start: learngene): every other init is compared with it")
-        unknown = set(self.ablations.lr_inits or ()) - set(self.inits)
-        if unknown:
-            raise ValueError(f"ablations.lr_inits: unknown {sorted(unknown)}; known {sorted(self.inits)}")
         for s in self.settings:
             if s.upstream_from not in (None, *names[:names.index(s.name)]):
                 raise ValueError(f"settings.{s.name}.upstream_from: {s.upstream_from!r} is not an earlier setting")
-            unknown = set(s.inits or ()) - set(self.inits)
+        named = {f"settings.{s.name}.inits": s.inits for s in self.settings}
+        named["ablations.lr_inits"] = self.ablations.lr_inits
+        for key, inits in named.items():
+            unknown = set(inits or ()) - set(self.inits)
             if unknown:
-                raise ValueError(f"settings.{s.name}.inits: unknown {sorted(unknown)}; known {sorted(self.inits)}")
+                raise ValueError(f"{key}: unknown {sorted(unknown)}; known {sorted(self.inits)}")
         return self
 
 
