@@ -6,12 +6,15 @@
     python launchers/experiment.py --config configs/experiments/fmnist_v2.yaml --dry-run   # runs and budgets
     python launchers/experiment.py --config configs/experiments/fmnist_v2.yaml --report-only
     python launchers/experiment.py --config X.yaml seeds=[0] depths=[2,4]              # recipe overrides
+    python launchers/experiment.py --config X.yaml --reuse-runs results/fmnist_v2/summary.json
 
 Rerunning the same command continues: finished runs are reused, an interrupted one resumes
 from its checkpoint. results_dir gets the plans' report (results.{md,json,csv}, acc_vs_depth.png,
 acc_vs_cost.png) and summary.json (cells, verdicts, cost ratios, storage); --report-only
 rewrites them from the runs finished so far (labelled PARTIAL until every planned run has
-finished). In-process (the default), the stages run one after another; set OMP_NUM_THREADS to
+finished). --reuse-runs takes the runs an earlier summary.json records for jobs whose run
+folders are gone (same config fingerprint only), so a new machine runs just the rest; a reused
+job whose files a job still to run needs runs again. In-process (the default), the stages run one after another; set OMP_NUM_THREADS to
 the cores they may use.
 """
 
@@ -45,6 +48,8 @@ def _main(argv) -> int:
     p.add_argument("--smoke", action="store_true", help="the recipe's smoke budget (a few minutes)")
     p.add_argument("--dry-run", action="store_true", help="print every planned run and its budget; train nothing")
     p.add_argument("--report-only", action="store_true", help="write results from the runs finished so far")
+    p.add_argument("--reuse-runs", metavar="SUMMARY_JSON", type=Path,
+                   help="an earlier summary.json: its runs stand in for jobs whose run folders are gone")
     launch.add_arguments(p, default="in-process")
     p.add_argument("overrides", nargs="*", help="key=value on the experiment recipe")
     args = p.parse_intermixed_args(argv)  # overrides may come before or after options
@@ -59,7 +64,9 @@ def _main(argv) -> int:
         for j in plan:
             print(f"{j.name:50s} {j.labels['planned_images']:>9,} images -> {j.out}")
         return 0
-    outcome = Outcome(collect(plan), planned=len(plan)) if args.report_only else launch.run(plan, x, args)
+    earlier = summary.read_runs(args.reuse_runs) if args.reuse_runs else []
+    outcome = (Outcome(collect(plan, earlier), planned=len(plan)) if args.report_only
+               else launch.run(plan, x, args, earlier))
     records = experiment.records(plan, outcome.records)
     result = summary.write(x, plan, records, smoke=args.smoke, command=command,
                            invocation_s=None if args.report_only else time.time() - t0)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import subprocess
 import sys
 
@@ -17,6 +18,7 @@ from tleg_dist.artifacts import learngene as learngene_file
 from tleg_dist.config import ConfigError
 from tleg_dist.experiments import budget, summary
 from tleg_dist.plans import experiment
+from tleg_dist.utils.errors import UserError
 
 RECIPE = ROOT / "configs" / "experiments" / "fmnist_v2.yaml"
 
@@ -131,6 +133,15 @@ def test_ablations_are_one_seed_and_do_not_repeat_the_main_lr(full_plan):
     assert sorted(j.labels["init"] for j in abl if j.labels["ablation"] == "lr=0.002") == sorted(lr_inits * len(x.depths))
 
 
+def test_reuse_runs_refuses_what_is_not_a_summary_with_runs(tmp_path):
+    bad = tmp_path / "results.json"
+    bad.write_text(json.dumps({"format": "tleg-plan-results", "des": []}))
+    with pytest.raises(UserError, match=r"--reuse-runs .*results.json: not an experiment summary.json"):
+        summary.read_runs(bad)
+    with pytest.raises(UserError, match="not readable JSON"):
+        summary.read_runs(tmp_path / "missing.json")
+
+
 def test_every_stage_recipe_in_configs_experiments_loads():
     for path in sorted((ROOT / "configs" / "experiments").glob("*.yaml")):
         if path != RECIPE:
@@ -226,3 +237,21 @@ def test_smoke_experiment_end_to_end(tmp_path):
     assert not s2["complete"] and s2["runs_finished"] == planned - 1
     assert f"PARTIAL: {planned - 1} of {planned} runs" in (res / "results.md").read_text()
     assert math.isfinite(s2["accounting"][0]["ratio"])
+
+    # A new machine: the run folders are gone, the earlier summary.json is not. --reuse-runs takes
+    # its records and runs what they lack (transfer_digits/seed0 d2 tleg, which needs the files of
+    # same_task/seed0's Aux-Net, which needs the teacher's) and any run of another config.
+    doc = json.loads((res / "summary.json").read_text())
+    changed = "same_task/seed1: depth 2 scratch_35u"
+    next(r for r in doc["runs"] if r["name"] == changed)["fingerprint"] = "another config"
+    (tmp_path / "earlier.json").write_text(json.dumps(doc))
+    shutil.rmtree(out)
+    reuse = launch("--smoke", "--reuse-runs", str(tmp_path / "earlier.json"), *over)
+    assert reuse.returncode == 0, reuse.stdout[-3000:] + reuse.stderr[-3000:]
+    assert f"[plan] {planned - 4} taken from the earlier report" in reuse.stdout
+    assert f"[plan] {planned - 4} done, 4 to run" in reuse.stdout
+    ran = {line[len("[plan] "):].split(": training -> ")[0] for line in reuse.stdout.splitlines()
+           if ": training -> " in line}
+    assert ran == {"same_task: teacher", "same_task/seed0: aux", "transfer_digits/seed0: depth 2 tleg", changed}
+    s3 = json.loads((res / "summary.json").read_text())
+    assert s3["complete"] and sum(bool(r.get("reused")) for r in s3["runs"]) == planned - 4

@@ -30,6 +30,7 @@ from tleg_dist.plans.experiment import ExperimentRecipe
 from tleg_dist.plans.job import Job
 from tleg_dist.plans.report import md_table
 from tleg_dist.utils.atomic import atomic_path
+from tleg_dist.utils.errors import UserError
 from tleg_dist.utils.jsonio import read_json
 
 REFERENCE = "scratch_100u"  # the paper's comparator for cost
@@ -147,6 +148,14 @@ def write(x: ExperimentRecipe, plan: list[Job], records: list[dict], *, smoke: b
     with atomic_path(out / "summary.json") as tmp:
         tmp.write_text(json.dumps(result, indent=1, default=str))
     return result
+
+
+def read_runs(path: Path) -> list[dict]:
+    """The run records of an earlier summary.json (for launchers/experiment.py --reuse-runs)."""
+    doc = read_json(path, UserError, what=f"--reuse-runs {path}")
+    if not isinstance(doc, dict) or doc.get("format") != "tleg-experiment-results" or not doc.get("runs"):
+        raise UserError(f"--reuse-runs {path}: not an experiment summary.json with runs")
+    return doc["runs"]
 
 
 def notes(result: dict) -> str:

@@ -23,11 +23,11 @@ def add_arguments(p: argparse.ArgumentParser, default: str) -> None:
     p.add_argument("--progress-every", type=float, default=30.0, help="seconds between progress lines")
 
 
-def run(plan: list[Job], recipe: PlanRecipe, args: argparse.Namespace) -> Outcome:
+def run(plan: list[Job], recipe: PlanRecipe, args: argparse.Namespace, earlier: list[dict] = ()) -> Outcome:
     root = Path(recipe.output_dir).resolve()
     executor = EXECUTORS["slurm" if args.cluster else args.executor](recipe.resources, root)
     return execute(plan, executor, root, echo=lambda s: print(s, flush=True), wait=args.wait, poll_s=args.poll,
-                   progress_every_s=args.progress_every)
+                   progress_every_s=args.progress_every, earlier=earlier)
 
 
 def write_results(outcome: Outcome, out_dir: Path, title: str, **report_options) -> int:

@@ -19,7 +19,7 @@ from typing import Callable
 
 from tleg_dist.artifacts import run_folder
 from tleg_dist.plans.executors import Handle, slurm_alive
-from tleg_dist.plans.job import Job, check_plan, record, up_to_date
+from tleg_dist.plans.job import Job, check_plan, derive, record, up_to_date
 from tleg_dist.utils.errors import UserError
 from tleg_dist.utils.jsonio import read_json
 
@@ -39,13 +39,33 @@ class Outcome:
         return not self.failed and not self.blocked
 
 
-def collect(plan: list[Job]) -> list[dict]:
-    """Records of the planned jobs that have finished (no training)."""
-    return [record(j, s) for j in plan if (s := run_folder.finished(j.out)) is not None]
+def collect(plan: list[Job], earlier: list[dict] = ()) -> list[dict]:
+    """Records of the planned jobs that have finished (no training), in plan order; a job whose
+    run folder has none may come from `earlier` (see reusable)."""
+    done = {j.name: record(j, s) for j in plan if (s := run_folder.finished(j.out)) is not None}
+    done.update(reusable([j for j in plan if j.name not in done], earlier))
+    return [done[j.name] for j in plan if j.name in done]
+
+
+def reusable(jobs: list[Job], earlier: list[dict]) -> dict[str, dict]:
+    """Records from an earlier report (a plan's summary.json "runs") standing in for jobs whose
+    run folders are gone: only those run with the config planned now, that is the same
+    fingerprint with their inputs where that report had them. The numbers are kept, the
+    artefacts are not, so execute() reruns one when a job still to run needs its files."""
+    by_name = {r["name"]: r for r in earlier}
+    out = {}
+    for job in jobs:
+        rec = by_name.get(job.name)
+        if rec is None or any(by_name.get(i.job, {}).get("weights") is None for i in job.inputs):
+            continue
+        cfg = derive(job.cfg, {i.field: by_name[i.job]["weights"] for i in job.inputs})
+        if rec.get("fingerprint") == run_folder.fingerprint(cfg):
+            out[job.name] = {**rec, "reused": True}
+    return out
 
 
 def execute(plan: list[Job], executor, root: Path, echo: Callable[[str], None] = print, wait: bool = True,
-            poll_s: float = 1.0, progress_every_s: float = 30.0) -> Outcome:
+            poll_s: float = 1.0, progress_every_s: float = 30.0, earlier: list[dict] = ()) -> Outcome:
     check_plan(plan)
     dirs = {j.name: j.out for j in plan}
     done: dict[str, dict] = {}
@@ -57,6 +77,15 @@ def execute(plan: list[Job], executor, root: Path, echo: Callable[[str], None] =
         else:
             done[job.name] = record(job, summary)
             echo(f"[plan] {job.name}: already finished in {job.out}, reusing it")
+    if earlier:
+        kept = reusable(todo, earlier)
+        run = {j.name for j in todo} - set(kept)
+        for job in reversed(plan):  # needs come first: this walks them transitively
+            if job.name in run:
+                run.update(n for n in job.needs if kept.pop(n, None) is not None)
+        todo = [j for j in todo if j.name in run]
+        done.update(kept)
+        echo(f"[plan] {len(kept)} taken from the earlier report's records (their run folders are gone)")
     logs = "" if executor.name == "in-process" else f"; logs in {Path(root) / 'submitit'}"
     echo(f"[plan] {len(done)} done, {len(todo)} to run on {executor.name}{logs}")
     if not wait and executor.name != "slurm":
