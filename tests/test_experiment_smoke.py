@@ -128,9 +128,12 @@ def test_ablations_are_one_seed_and_do_not_repeat_the_main_lr(full_plan):
     assert {j.labels["seed"] for j in abl} == {0} and {j.labels["setting"] for j in abl} == {"same_task"}
     lrs = {j.labels["ablation"] for j in abl if j.labels["ablation"].startswith("lr=")}
     assert lrs == {"lr=0.0005", "lr=0.002"}  # 1e-3 is the recipe's own: the main runs
-    lr_inits = x.ablations.lr_inits
-    assert set(lr_inits) < set(x.inits)  # the recipe leaves the longer scratch runs out
-    assert sorted(j.labels["init"] for j in abl if j.labels["ablation"] == "lr=0.002") == sorted(lr_inits * len(x.depths))
+    assert x.ablations.lr_inits is None  # every init, the long scratch runs too
+    assert sorted(j.labels["init"] for j in abl if j.labels["ablation"] == "lr=0.002") == sorted(
+        list(x.inits) * len(x.depths))
+    narrow = experiment.build(experiment.load(RECIPE, ["ablations.lr_inits=[tleg, scratch_35u]"]))
+    assert sorted(j.labels["init"] for j in narrow if j.labels.get("ablation") == "lr=0.002") == sorted(
+        ["tleg", "scratch_35u"] * len(x.depths))
 
 
 def test_reuse_runs_refuses_what_is_not_a_summary_with_runs(tmp_path):
@@ -255,3 +258,12 @@ def test_smoke_experiment_end_to_end(tmp_path):
     assert ran == {"same_task: teacher", "same_task/seed0: aux", "transfer_digits/seed0: depth 2 tleg", changed}
     s3 = json.loads((res / "summary.json").read_text())
     assert s3["complete"] and sum(bool(r.get("reused")) for r in s3["runs"]) == planned - 4
+
+    # Records alone rebuild the whole report (no run folders at all): the same cells and, from the
+    # planned arch instead of the learngene file, the same storage figures.
+    elsewhere = [f"output_dir={tmp_path / 'none'}", f"results_dir={tmp_path / 'rebuilt'}"]
+    rebuilt = launch("--smoke", "--report-only", "--reuse-runs", str(res / "summary.json"), *elsewhere)
+    assert rebuilt.returncode == 0, rebuilt.stdout[-3000:] + rebuilt.stderr[-3000:]
+    s4 = json.loads((tmp_path / "rebuilt" / "summary.json").read_text())
+    assert s4["complete"] and s4["records"] == s3["records"] and s4["comparisons"] == s3["comparisons"]
+    assert s4["storage"]["storage"] == s3["storage"]["storage"] and "source" in s4["storage"]

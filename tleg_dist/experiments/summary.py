@@ -142,7 +142,7 @@ def write(x: ExperimentRecipe, plan: list[Job], records: list[dict], *, smoke: b
                         "tau": aux_cfg.distill.tau if aux_cfg else None,
                         "inits": {k: v.model_dump() for k, v in x.inits.items()}},
               "records": cells, "comparisons": comparisons(cells), "accounting": accounting(plan, cells),
-              "storage": _storage(lg_file, x.depths), "ablations": ablations(records),
+              "storage": _storage(lg_file, aux_cfg, x.depths), "ablations": ablations(records),
               "experiment": x.model_dump(mode="json"), "runs": records}
     out.mkdir(parents=True, exist_ok=True)
     with atomic_path(out / "summary.json") as tmp:
@@ -196,14 +196,21 @@ def notes(result: dict) -> str:
     return "\n".join(lines)
 
 
-def _storage(lg_file: Path | None, depths: list[int]) -> dict | None:
-    """inspect's storage comparison for our learngene at our depths and the paper's sizes."""
-    if lg_file is None or not Path(lg_file).is_file():
-        return None
+def _storage(lg_file: Path | None, aux_cfg, depths: list[int]) -> dict | None:
+    """Parameters stored per comparator: from the learngene file when a run folder has it, else
+    (a report rebuilt from records alone) from the planned Aux-Net's arch, the same arithmetic."""
+    from tleg_dist.convert import storage
     from tleg_dist.convert.inspect import describe
-    from tleg_dist.convert.storage import DEFAULT_DEPTHS
 
-    return describe(lg_file, depths) | {"paper_default_depths": describe(lg_file, DEFAULT_DEPTHS)["paper"]}
+    paper = {"paper_default_depths": storage.paper_comparisons(storage.DEFAULT_DEPTHS)}
+    if lg_file is not None and Path(lg_file).is_file():
+        return describe(lg_file, depths) | paper
+    if aux_cfg is None:
+        return None
+    arch, aux_depth = aux_cfg.model.arch(), aux_cfg.model.depth
+    return {"source": "the planned Aux-Net's arch (no learngene file here)", "arch": arch.to_dict(),
+            "aux_depth": aux_depth, "storage": storage.comparison(arch, aux_depth, depths),
+            "paper": storage.paper_comparisons(depths)} | paper
 
 
 def _last_times(path: Path, command: str) -> tuple[float | None, float | None]:

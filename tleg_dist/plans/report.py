@@ -114,8 +114,10 @@ def plot(records: list[dict], path: Path, title: str = "", x: str = "depth",
                      for _, rs in sorted(pts.items())]
             if stats:
                 xs, ys, err = zip(*stats)
-                ax.errorbar(xs, ys, yerr=err, marker=MARKERS[k % len(MARKERS)], capsize=3, label=names.get(init, init),
-                            lw=2 if init in ("learngene", "tleg") else 1)
+                # Colour and marker by init, not by order in the panel: a panel without one init
+                # (a setting that leaves it out) must not shift the others' colours.
+                ax.errorbar(xs, ys, yerr=err, marker=MARKERS[k % len(MARKERS)], color=f"C{k % 10}", capsize=3,
+                            label=names.get(init, init), lw=2 if init in ("learngene", "tleg") else 1)
         if x == "depth":
             ax.set_xticks(sorted({r["depth"] for r in _des(des, s)}))
         else:  # budgets in images span orders of magnitude
