@@ -207,6 +207,11 @@ def test_smoke_experiment_end_to_end(tmp_path):
     assert tleg["total_images"] == pytest.approx(tleg["train_images"] + aux["images"] / 2)
     assert cells[("same_task", 2, "scratch_35u")]["total_images"] == cells[("same_task", 2, "scratch_35u")][
         "train_images"]
+    # Pre-Fin pays its depth's whole pre-training, also at the aux depth where that is the 8-layer ViT
+    vit = next(r for r in s["runs"] if r["kind"] == "vit" and r["setting"] == "same_task" and r["seed"] == 0)
+    for d in (2, 4):
+        prefin = cells[("same_task", d, "prefin")]
+        assert prefin["total_images"] == pytest.approx(prefin["train_images"] + vit["images"])
     comp = next(c for c in s["comparisons"] if c["setting"] == "same_task" and c["depth"] == 4)
     assert set(comp["vs"]) == {"scratch_35u", "scratch_100u", "scratch_150u", "truncated", "prefin", "heur_lg"}
     assert all(v["n"] == 2 and v["verdict"] in ("win", "loss", "tie") for v in comp["vs"].values())

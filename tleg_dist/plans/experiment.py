@@ -165,7 +165,7 @@ class _Builder:
                          "model.fresh_head": s.fresh_head, **(updates or {}),
                          "output_dir": self.root / s.name / f"seed{seed}" / f"d{depth}_{init}{_slug(ablation)}"},
                         inputs, {"kind": "des", "setting": s.name, "seed": seed, "depth": depth, "init": init,
-                                 "ablation": ablation or None, "budget_u": u}, u * x.unit_images)
+                                 "start": spec.start, "ablation": ablation or None, "budget_u": u}, u * x.unit_images)
 
 
 def _slug(ablation: str) -> str:
@@ -227,8 +227,9 @@ def records(plan: list[Job], finished: list[dict]) -> list[dict]:
     """The generic records, checked against their budgets (a run that saw other than its planned
     images is an error, never a row: budgets are the point of the comparison), with
     `total_images`: a run's own plus its amortised share of the upstream job it starts from (the
-    Aux-Net and the aux-depth ViT over the seed's |D| descendants of each init; a depth-L
-    pre-training wholly to its one descendant). The teacher is charged to no one."""
+    Aux-Net and the aux-depth ViT over the seed's |D| descendants of each init), except that a
+    Pre-Fin descendant pays its depth's pre-training wholly, the aux-depth ViT included. The
+    teacher is charged to no one."""
     by_name = {j.name: j for j in plan}
     n_depths = len({j.labels["depth"] for j in plan if j.labels["kind"] == "des"})
     out = []
@@ -240,6 +241,6 @@ def records(plan: list[Job], finished: list[dict]) -> list[dict]:
         share = 0.0
         for i in job.inputs if job.labels["kind"] == "des" else ():
             src = by_name[i.job].labels
-            share += src["planned_images"] / (1 if src["kind"] == "pre" else n_depths)
+            share += src["planned_images"] / (1 if job.labels["start"] == "prefin" else n_depths)
         out.append({**r, "total_images": r["images"] + share, "wall_time_s": r["time_s"]})
     return out
