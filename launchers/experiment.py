@@ -14,8 +14,8 @@ acc_vs_cost.png) and summary.json (cells, verdicts, cost ratios, storage); --rep
 rewrites them from the runs finished so far (labelled PARTIAL until every planned run has
 finished). --reuse-runs takes the runs an earlier summary.json records for jobs whose run
 folders are gone (same config fingerprint only), so a new machine runs just the rest; a reused
-job whose files a job still to run needs runs again. In-process (the default), the stages run one after another; set OMP_NUM_THREADS to
-the cores they may use.
+job whose files a job still to run needs runs again. In-process (the default), the stages run
+one after another; set OMP_NUM_THREADS to the cores they may use.
 """
 
 from __future__ import annotations

@@ -258,6 +258,8 @@ def test_smoke_experiment_end_to_end(tmp_path):
     assert reuse.returncode == 0, reuse.stdout[-3000:] + reuse.stderr[-3000:]
     assert f"[plan] {planned - 4} taken from the earlier report" in reuse.stdout
     assert f"[plan] {planned - 4} done, 4 to run" in reuse.stdout
+    # every reused run below the retrained teacher and Aux-Net is named as mixing two versions
+    assert "reused runs need a job retrained now" in reuse.stdout
     ran = {line[len("[plan] "):].split(": training -> ")[0] for line in reuse.stdout.splitlines()
            if ": training -> " in line}
     assert ran == {"same_task: teacher", "same_task/seed0: aux", "transfer_digits/seed0: depth 2 tleg", changed}

@@ -86,6 +86,13 @@ def execute(plan: list[Job], executor, root: Path, echo: Callable[[str], None] =
         todo = [j for j in todo if j.name in run]
         done.update(kept)
         echo(f"[plan] {len(kept)} taken from the earlier report's records (their run folders are gone)")
+        # Their numbers came from the earlier weights of a job that is now retrained: pairing
+        # them with runs from the new weights mixes two versions of that upstream.
+        mixed = [j.name for j in plan if j.name in kept and any(n in run for n in j.needs)]
+        if mixed:
+            echo(f"[plan] note: {len(mixed)} reused runs need a job retrained now, so they descend from its "
+                 f"earlier weights ({mixed[0]}{', ...' if len(mixed) > 1 else ''}); rerun them too for "
+                 f"like-for-like pairs")
     logs = "" if executor.name == "in-process" else f"; logs in {Path(root) / 'submitit'}"
     echo(f"[plan] {len(done)} done, {len(todo)} to run on {executor.name}{logs}")
     if not wait and executor.name != "slurm":
