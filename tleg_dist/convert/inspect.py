@@ -67,10 +67,9 @@ def describe(path, depths=storage.DEFAULT_DEPTHS) -> dict:
             "params": sum(prod(s) for s in shapes.values()), "dtypes": sorted(dtypes)}
     if meta.get("format") == learngene_file.FORMAT:
         arch, aux_depth = learngene_file.arch_from_metadata(meta, str(path))
-        comp = storage.comparison(arch, aux_depth, depths)
         info |= {"format": learngene_file.FORMAT, "format_version": learngene_file.FORMAT_VERSION,
-                 "arch": arch.to_dict(), "aux_depth": aux_depth, "storage": comp,
-                 "paper": storage.paper_comparisons(depths)}
+                 **storage.figures(arch, aux_depth, depths)}
+        comp = info["storage"]
         if info["params"] != comp["learngene"]:
             info["warning"] = f"file holds {info['params']:,} params, the format expects {comp['learngene']:,}"
         return info

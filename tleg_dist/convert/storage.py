@@ -53,6 +53,12 @@ def comparison(arch: ViTArch, aux_depth: int, depths) -> dict:
             "ratio_per_depth_blocks_only": sum(depths) / 2, "ratio_aux_blocks_only": aux_depth / 2}
 
 
+def figures(arch: ViTArch, aux_depth: int, depths) -> dict:
+    """A learngene's storage figures as `inspect --json` reports them: ours and the paper's sizes."""
+    return {"arch": arch.to_dict(), "aux_depth": aux_depth, "storage": comparison(arch, aux_depth, depths),
+            "paper": paper_comparisons(depths)}
+
+
 def depth_list(depths) -> str:
     d = list(depths)
     return f"{d[0]}..{d[-1]}" if len(d) > 2 and d == list(range(d[0], d[-1] + 1)) else ",".join(map(str, d))

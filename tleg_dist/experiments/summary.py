@@ -33,6 +33,7 @@ from tleg_dist.utils.atomic import atomic_path
 from tleg_dist.utils.errors import UserError
 from tleg_dist.utils.jsonio import read_json
 
+FORMAT = "tleg-experiment-results"  # summary.json's "format": what --reuse-runs accepts
 REFERENCE = "scratch_100u"  # the paper's comparator for cost
 # The report's display names and plots (report.write's names= and plots=).
 NAMES = {"depth": "L", "total_images": "training images charged to the run (own + amortised upstream)"}
@@ -132,7 +133,7 @@ def write(x: ExperimentRecipe, plan: list[Job], records: list[dict], *, smoke: b
     aux_cfg = aux_jobs[0].cfg if aux_jobs else None
     out = Path(x.results_dir)
     wall, cpu = (invocation_s, _cpu_time()) if invocation_s is not None else _last_times(out / "summary.json", command)
-    result = {"format": "tleg-experiment-results", "format_version": "3", "complete": len(records) == len(plan),
+    result = {"format": FORMAT, "format_version": "3", "complete": len(records) == len(plan),
               "runs_finished": len(records), "runs_planned": len(plan), "smoke": smoke, "command": command,
               "host": f"{os.cpu_count()} CPU cores", "rebuilt": invocation_s is None, "cpu_time_s": cpu,
               "wall_time_s": {"sum_of_runs": sum(r["wall_time_s"] or 0 for r in records), "this_invocation": wall},
@@ -153,7 +154,7 @@ def write(x: ExperimentRecipe, plan: list[Job], records: list[dict], *, smoke: b
 def read_runs(path: Path) -> list[dict]:
     """The run records of an earlier summary.json (for launchers/experiment.py --reuse-runs)."""
     doc = read_json(path, UserError, what=f"--reuse-runs {path}")
-    if not isinstance(doc, dict) or doc.get("format") != "tleg-experiment-results" or not doc.get("runs"):
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT or not doc.get("runs"):
         raise UserError(f"--reuse-runs {path}: not an experiment summary.json with runs")
     return doc["runs"]
 
@@ -207,10 +208,8 @@ def _storage(lg_file: Path | None, aux_cfg, depths: list[int]) -> dict | None:
         return describe(lg_file, depths) | paper
     if aux_cfg is None:
         return None
-    arch, aux_depth = aux_cfg.model.arch(), aux_cfg.model.depth
-    return {"source": "the planned Aux-Net's arch (no learngene file here)", "arch": arch.to_dict(),
-            "aux_depth": aux_depth, "storage": storage.comparison(arch, aux_depth, depths),
-            "paper": storage.paper_comparisons(depths)} | paper
+    return {"source": "the planned Aux-Net's arch (no learngene file here)",
+            **storage.figures(aux_cfg.model.arch(), aux_cfg.model.depth, depths)} | paper
 
 
 def _last_times(path: Path, command: str) -> tuple[float | None, float | None]:
