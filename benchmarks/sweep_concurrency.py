@@ -38,7 +38,7 @@ def make_learngene(out: Path) -> Path:
 
 
 def timed_sweep(args, lg: Path, slots: int, out: Path) -> tuple[float, list[dict]]:
-    from tleg_dist.plans import recipes, sweep
+    from tleg_dist.plans import launch, sweep
     from tleg_dist.plans.executors import EXECUTORS
     from tleg_dist.plans.run import execute
 
@@ -46,7 +46,7 @@ def timed_sweep(args, lg: Path, slots: int, out: Path) -> tuple[float, list[dict
     overrides = [f"learngene={lg}", f"output_dir={out}", f"depths=[{args.depths}]", f"resources.parallelism={slots}"]
     if args.finetune:
         overrides.append("overrides=[" + ",".join(args.finetune) + "]")
-    recipe = recipes.load(sweep.SweepRecipe, args.config, overrides)
+    recipe = launch.load(sweep.SweepRecipe, args.config, overrides)
     executor = EXECUTORS["slurm" if args.cluster else "local"](recipe.resources, out)
     t0 = time.perf_counter()
     outcome = execute(sweep.build(recipe), executor, out, poll_s=0.2, progress_every_s=1e9,

@@ -28,7 +28,7 @@ def main(argv=None) -> int:
 
 def _main(argv) -> int:
     from tleg_dist import cli
-    from tleg_dist.plans import launch, recipes, sweep
+    from tleg_dist.plans import launch, sweep
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", required=True, help="sweep recipe YAML (see configs/sweep/)")
@@ -36,7 +36,7 @@ def _main(argv) -> int:
     p.add_argument("overrides", nargs="*", help="key.sub=value overrides of the sweep recipe")
     args = p.parse_intermixed_args(argv)  # overrides may come before or after options
     with cli.usage():
-        recipe = recipes.load(sweep.SweepRecipe, args.config, args.overrides)
+        recipe = launch.load(sweep.SweepRecipe, args.config, args.overrides)
         plan = sweep.build(recipe)
     outcome = launch.run(plan, recipe, args)
     lg = Path(recipe.learngene)

@@ -20,7 +20,7 @@ from tleg_dist.config import ConfigError
 from tleg_dist.models.arch import ViTArch
 from tleg_dist.models.aux_net import AuxNet
 from tleg_dist.models.keys import aux_to_file
-from tleg_dist.plans import demo, recipes, report, sweep
+from tleg_dist.plans import demo, launch, report, sweep
 from tleg_dist.plans.executors import Local
 from tleg_dist.plans.job import Input, Job, JobCall, derive, resolve, up_to_date
 from tleg_dist.plans.run import execute
@@ -52,14 +52,14 @@ def test_recipe_errors_name_the_key(tmp_path):
         with pytest.raises(ConfigError, match=culprit):
             config_lib.validate(sweep.SweepRecipe, {**base, **bad}, "<test>")
     with pytest.raises(ConfigError, match="does not exist"):
-        recipes.load(sweep.SweepRecipe, tmp_path / "missing.yaml")
+        launch.load(sweep.SweepRecipe, tmp_path / "missing.yaml")
 
 
 def test_shipped_recipes_load_with_overrides():
-    s = recipes.load(sweep.SweepRecipe, ROOT / "configs" / "sweep" / "cpu_tiny.yaml",
+    s = launch.load(sweep.SweepRecipe, ROOT / "configs" / "sweep" / "cpu_tiny.yaml",
                      ["depths=[5,7]", "resources.cpus_per_task=2"])
     assert s.depths == [5, 7] and s.resources.cpus_per_task == 2
-    d = recipes.load(demo.DemoRecipe, DEMO, ["depths=[1]"])
+    d = launch.load(demo.DemoRecipe, DEMO, ["depths=[1]"])
     assert [j.name for j in demo.build(d)] == ["teacher", "learngene", "depth 1 learngene", "depth 1 scratch"]
 
 

@@ -24,7 +24,7 @@ def main(argv=None) -> int:
 
 def _main(argv) -> int:
     from tleg_dist import cli
-    from tleg_dist.plans import demo, launch, recipes
+    from tleg_dist.plans import demo, launch
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", default="configs/pipeline/demo.yaml")
@@ -34,7 +34,7 @@ def _main(argv) -> int:
     args = p.parse_intermixed_args(argv)  # overrides may come before or after options
     t0 = time.time()
     with cli.usage():
-        recipe = recipes.load(demo.DemoRecipe, args.config, args.overrides)
+        recipe = launch.load(demo.DemoRecipe, args.config, args.overrides)
         plan = demo.build(recipe, smoke=args.smoke)
     outcome = launch.run(plan, recipe, args)
     code = launch.write_results(outcome, Path(recipe.output_dir), "TLEG init vs scratch, same fine-tuning budget")

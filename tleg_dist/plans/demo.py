@@ -12,7 +12,7 @@ from typing import Literal
 from pydantic import Field, field_validator
 
 from tleg_dist.plans.job import Input, Job, derive
-from tleg_dist.plans.recipes import PlanRecipe, StageRef
+from tleg_dist.plans.launch import PlanRecipe, StageRef
 
 
 class DemoRecipe(PlanRecipe):

@@ -24,11 +24,10 @@ from typing import Literal, Optional
 
 from pydantic import Field, model_validator
 
-from tleg_dist.config import ConfigError, Section, read_yaml
+from tleg_dist.config import ConfigError, Section, apply_overrides, read_yaml, validate
 from tleg_dist.experiments import budget
-from tleg_dist.plans import recipes
 from tleg_dist.plans.job import Input, Job, derive
-from tleg_dist.plans.recipes import PlanRecipe, StageRef
+from tleg_dist.plans.launch import PlanRecipe, StageRef
 
 # How a descendant starts: the model factory's init, and which upstream job gives its weights.
 STARTS = {"learngene": ("learngene", "aux"), "scratch": ("scratch", None), "truncated": ("truncated", "vit"),
@@ -108,8 +107,9 @@ class ExperimentRecipe(PlanRecipe):
 
 
 def load(path: str | Path, overrides: list[str] = (), smoke: bool = False) -> ExperimentRecipe:
-    pre = list((read_yaml(path, "experiment recipe").get("smoke") or {}).get("experiment", [])) if smoke else []
-    return recipes.load(ExperimentRecipe, path, overrides, pre)
+    raw = read_yaml(path, "experiment recipe")
+    pre = list((raw.get("smoke") or {}).get("experiment", [])) if smoke else []
+    return validate(ExperimentRecipe, apply_overrides(raw, [*pre, *overrides]), str(path))
 
 
 class _Builder:

@@ -93,7 +93,8 @@ def up_to_date(job: Job, dirs: dict[str, Path]) -> dict | None:
 
 def record(job: Job, summary: dict) -> dict:
     """One finished job as a report row: its labels plus what its summary.json says."""
-    attempts = read_attempts(job.out)
+    path = job.out / run_folder.ATTEMPTS
+    attempts = [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
     files = summary.get("files") or {}
     return {"name": job.name, **job.labels, "seed": job.cfg.seed,
             "top1": summary.get("val_top1"), "top5": summary.get("val_top5"), "val_loss": summary.get("val_loss"),
@@ -103,13 +104,6 @@ def record(job: Job, summary: dict) -> dict:
             "time_s": round(sum(a["time_s"] for a in attempts) if attempts else summary.get("wall_time_s", 0), 3),
             "attempts": max(1, len(attempts)), "fingerprint": summary.get("fingerprint"),
             "run_dir": str(job.out), "weights": files.get("weights") or files.get("learngene")}
-
-
-def read_attempts(run_dir: Path) -> list[dict]:
-    path = Path(run_dir) / run_folder.ATTEMPTS
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 def run_job(job: Job, dirs: dict[str, Path], is_main: bool = True) -> dict:

@@ -1,16 +1,42 @@
-"""What every plan launcher shares (demo, sweep, experiment): the executor flags, running the
+"""What every plan (demo, sweep, experiment) shares: its recipe's common part (where it writes,
+what each job gets, references to stage recipes), the launcher's executor flags, running the
 plan, and the results it writes and prints."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TypeVar
 
+from pydantic import Field
+
+from tleg_dist import config as config_lib
+from tleg_dist.config import RunConfig, Section, apply_overrides, read_yaml, validate
 from tleg_dist.plans import report
-from tleg_dist.plans.executors import EXECUTORS
+from tleg_dist.plans.executors import EXECUTORS, ResourcesConfig
 from tleg_dist.plans.job import Job
-from tleg_dist.plans.recipes import PlanRecipe
 from tleg_dist.plans.run import Outcome, execute
+
+
+class StageRef(Section):
+    recipe: Path = Field(description="a RunConfig YAML")
+    overrides: list[str] = Field(default_factory=list, description="key.sub=value applied on top")
+
+    def load(self, extra: list[str] = ()) -> RunConfig:
+        # Inputs a plan binds (a learngene, a teacher) do not exist yet: checked when the job starts.
+        return config_lib.load(self.recipe, [*self.overrides, *extra], check_paths=False)
+
+
+class PlanRecipe(Section):
+    output_dir: Path
+    resources: ResourcesConfig = ResourcesConfig()
+
+
+R = TypeVar("R", bound=PlanRecipe)
+
+
+def load(cls: type[R], path: str | Path, overrides: list[str] = ()) -> R:
+    return validate(cls, apply_overrides(read_yaml(path, f"{cls.__name__} recipe"), list(overrides)), str(path))
 
 
 def add_arguments(p: argparse.ArgumentParser, default: str) -> None:

@@ -31,7 +31,6 @@ class Outcome:
     records: list[dict]                                   # finished jobs, in plan order
     failed: dict[str, str] = field(default_factory=dict)  # job name -> its error
     blocked: list[str] = field(default_factory=list)      # not run: an input failed
-    pending: list[str] = field(default_factory=list)      # submitted, not waited for
     planned: int = 0
 
     @property
@@ -104,8 +103,7 @@ def execute(plan: list[Job], executor, root: Path, echo: Callable[[str], None] =
     except KeyboardInterrupt:
         s.interrupted()
         raise
-    return Outcome([done[j.name] for j in plan if j.name in done], s.failed, s.blocked,
-                   [h.job.name for h in s.running] if not wait else [], len(plan))
+    return Outcome([done[j.name] for j in plan if j.name in done], s.failed, s.blocked, len(plan))
 
 
 class _Scheduler:

@@ -19,7 +19,7 @@ from tleg_dist import config as config_lib
 from tleg_dist.artifacts import learngene as learngene_file
 from tleg_dist.config import parse_override
 from tleg_dist.plans.job import Job, derive
-from tleg_dist.plans.recipes import PlanRecipe
+from tleg_dist.plans.launch import PlanRecipe
 
 
 class SweepRecipe(PlanRecipe):
