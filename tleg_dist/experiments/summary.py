@@ -20,7 +20,6 @@ import json
 import math
 import os
 import statistics
-from collections import defaultdict
 from pathlib import Path
 
 import scipy.stats
@@ -28,6 +27,7 @@ import scipy.stats
 from tleg_dist.artifacts import run_folder
 from tleg_dist.plans.experiment import ExperimentRecipe
 from tleg_dist.plans.job import Job
+from tleg_dist.plans import report
 from tleg_dist.plans.report import md_table
 from tleg_dist.utils.atomic import atomic_path
 from tleg_dist.utils.errors import UserError
@@ -58,20 +58,17 @@ def paired(t: dict, b: dict) -> dict:
 
 
 def aggregate(records: list[dict]) -> list[dict]:
-    """One cell per (setting, depth, init) of the main descendants (not the ablations)."""
-    groups = defaultdict(list)
-    for r in records:
-        if r["kind"] == "des" and not r.get("ablation"):
-            groups[(r["setting"], r["depth"], r["init"])].append(r)
-    cells = []
-    for (setting, depth, init), rs in groups.items():
+    """One cell per (setting, depth, init) of the main descendants (report.cells), over seeds."""
+    out = []
+    for (setting, depth, init), rs in report.cells(records).items():
         rs = sorted(rs, key=lambda r: r["seed"])
         vals = [r["top1"] for r in rs]
-        cells.append({"setting": setting, "depth": depth, "init": init, "top1_mean": statistics.fmean(vals),
-                      "top1_std": statistics.stdev(vals) if len(vals) > 1 else 0.0, "n_seeds": len(rs),
-                      "seeds": [r["seed"] for r in rs], "top1_per_seed": vals, "train_images": rs[0]["images"],
-                      "total_images": rs[0]["total_images"], "budget_u": rs[0]["budget_u"], "params": rs[0]["params"]})
-    return cells
+        mean, std = report.mean_std(vals)
+        out.append({"setting": setting, "depth": depth, "init": init, "top1_mean": mean, "top1_std": std,
+                    "n_seeds": len(rs), "seeds": [r["seed"] for r in rs], "top1_per_seed": vals,
+                    "train_images": rs[0]["images"], "total_images": rs[0]["total_images"],
+                    "budget_u": rs[0]["budget_u"], "params": rs[0]["params"]})
+    return out
 
 
 def comparisons(cells: list[dict]) -> list[dict]:
@@ -115,11 +112,10 @@ def accounting(plan: list[Job], cells: list[dict]) -> list[dict]:
 
 def ablations(records: list[dict]) -> list[dict]:
     """The one-seed ablations next to the main run of the same seed, depth and init."""
-    main = {(r["setting"], r["seed"], r["depth"], r["init"]): r for r in records
-            if r["kind"] == "des" and not r.get("ablation")}
+    main = {(*cell, r["seed"]): r["top1"] for cell, rs in report.cells(records).items() for r in rs}
     return [{"ablation": r["ablation"], "setting": r["setting"], "depth": r["depth"], "init": r["init"],
              "seed": r["seed"], "top1": r["top1"],
-             "main_top1": (main.get((r["setting"], r["seed"], r["depth"], r["init"])) or {}).get("top1")}
+             "main_top1": main.get((r["setting"], r["depth"], r["init"], r["seed"]))}
             for r in records if r["kind"] == "des" and r.get("ablation")]
 
 

@@ -28,15 +28,15 @@ def md_table(head: list[str], rows: list[list]) -> str:
     return "\n".join(lines + ["| " + " | ".join(map(str, r)) + " |" for r in rows]) + "\n"
 
 
-def _mean_std(vals: list[float]) -> tuple[float, float]:
-    return statistics.mean(vals), (statistics.stdev(vals) if len(vals) > 1 else 0.0)
+def mean_std(vals: list[float]) -> tuple[float, float]:
+    return statistics.fmean(vals), (statistics.stdev(vals) if len(vals) > 1 else 0.0)
 
 
 def _cell(recs: list[dict]) -> str:
     vals = [r["top1"] for r in recs if r.get("top1") is not None]
     if not vals:
         return "-"
-    m, s = _mean_std(vals)
+    m, s = mean_std(vals)
     return f"{m:.2f}" if len(vals) == 1 else f"{m:.2f} ± {s:.2f}"
 
 
@@ -45,6 +45,14 @@ def _des(records: list[dict], setting: str | None = None) -> list[dict]:
     differ in more than their init and seed; a plan reports those in its notes."""
     return [r for r in records if r.get("kind") == "des" and not r.get("ablation")
             and setting in (None, r.get("setting"))]
+
+
+def cells(records: list[dict]) -> dict[tuple, list[dict]]:
+    """Those Des-Nets by (setting, depth, init), in plan order: a cell's runs differ only in seed."""
+    out: dict[tuple, list[dict]] = {}
+    for r in _des(records):
+        out.setdefault((r.get("setting"), r["depth"], r["init"]), []).append(r)
+    return out
 
 
 def _inits(des: list[dict]) -> list[str]:
@@ -104,14 +112,11 @@ def plot(records: list[dict], path: Path, title: str = "", x: str = "depth",
     settings = _settings(des) or [None]
     fig, axes = plt.subplots(1, len(settings), figsize=(4.6 * len(settings) + 2, 3.8), dpi=110, squeeze=False,
                              layout="constrained")  # leaves room for a legend outside the axes
+    by = cells(des)
     for ax, s in zip(axes[0], settings):
         for k, init in enumerate(_inits(des)):
-            pts: dict[int, list[dict]] = {}
-            for r in _des(des, s):
-                if r["init"] == init:
-                    pts.setdefault(r["depth"], []).append(r)
-            stats = [(_mean_std([r[x] for r in rs])[0], *_mean_std([r["top1"] for r in rs]))
-                     for _, rs in sorted(pts.items())]
+            line = sorted(((d, rs) for (s2, d, i), rs in by.items() if (s2, i) == (s, init)), key=lambda p: p[0])
+            stats = [(mean_std([r[x] for r in rs])[0], *mean_std([r["top1"] for r in rs])) for _, rs in line]
             if stats:
                 xs, ys, err = zip(*stats)
                 # Colour and marker by init, not by order in the panel: a panel without one init
