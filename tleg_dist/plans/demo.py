@@ -9,10 +9,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from tleg_dist.plans.job import Input, Job, derive
-from tleg_dist.plans.launch import PlanRecipe, StageRef
+from tleg_dist.plans.launch import Depths, PlanRecipe, StageRef
 
 
 class DemoRecipe(PlanRecipe):
@@ -21,16 +21,9 @@ class DemoRecipe(PlanRecipe):
     teacher: StageRef
     learngene: StageRef
     finetune: StageRef
-    depths: list[int] = Field(min_length=1)
+    depths: Depths
     inits: list[Literal["learngene", "scratch"]] = ["learngene", "scratch"]
     smoke: list[str] = Field(default_factory=list, description="overrides for every stage under --smoke (tiny budget)")
-
-    @field_validator("depths")
-    @classmethod
-    def _depths(cls, v: list[int]) -> list[int]:
-        if min(v) < 1:
-            raise ValueError(f"depths must be >= 1, got {v}")
-        return v
 
 
 def build(p: DemoRecipe, smoke: bool = False) -> list[Job]:

@@ -27,7 +27,7 @@ from pydantic import Field, model_validator
 from tleg_dist.config import ConfigError, Section, apply_overrides, read_yaml, validate
 from tleg_dist.experiments import budget
 from tleg_dist.plans.job import Input, Job, derive
-from tleg_dist.plans.launch import PlanRecipe, StageRef
+from tleg_dist.plans.launch import Depths, PlanRecipe, StageRef
 
 # How a descendant starts: the model factory's init, and which upstream job gives its weights.
 STARTS = {"learngene": ("learngene", "aux"), "scratch": ("scratch", None), "truncated": ("truncated", "vit"),
@@ -76,7 +76,7 @@ class ExperimentRecipe(PlanRecipe):
     aux: StageRef
     finetune: StageRef
     settings: list[Setting] = Field(min_length=1)
-    depths: list[int] = Field(min_length=1)
+    depths: Depths
     inits: dict[str, InitSpec]
     seeds: list[int] = Field(min_length=1)
     teacher_seed: int = 0
@@ -90,8 +90,8 @@ class ExperimentRecipe(PlanRecipe):
         for key, items in (("depths", self.depths), ("seeds", self.seeds), ("settings", names)):
             if len(set(items)) != len(items):
                 raise ValueError(f"{key}: repeated entries in {items}")
-        if min(self.depths) < 1 or self.depths != sorted(self.depths):
-            raise ValueError(f"depths must be increasing and >= 1, got {self.depths}")
+        if self.depths != sorted(self.depths):
+            raise ValueError(f"depths must be increasing, got {self.depths}")
         if "tleg" not in self.inits or self.inits["tleg"].start != "learngene":
             raise ValueError("inits must have tleg (start: learngene): every other init is compared with it")
         for s in self.settings:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import TypeVar
+from typing import Annotated, TypeVar
 
 from pydantic import Field
 
@@ -25,6 +25,10 @@ class StageRef(Section):
     def load(self, extra: list[str] = ()) -> RunConfig:
         # Inputs a plan binds (a learngene, a teacher) do not exist yet: checked when the job starts.
         return config_lib.load(self.recipe, [*self.overrides, *extra], check_paths=False)
+
+
+# A plan's Des-Net depths: at least one, each >= 1 (a plan may add its own rules).
+Depths = Annotated[list[Annotated[int, Field(ge=1)]], Field(min_length=1)]
 
 
 class PlanRecipe(Section):

@@ -19,13 +19,13 @@ from tleg_dist import config as config_lib
 from tleg_dist.artifacts import learngene as learngene_file
 from tleg_dist.config import parse_override
 from tleg_dist.plans.job import Job, derive
-from tleg_dist.plans.launch import PlanRecipe
+from tleg_dist.plans.launch import Depths, PlanRecipe
 
 
 class SweepRecipe(PlanRecipe):
     learngene: Path = Field(description="learngene file (learngene.safetensors of a learngene run)")
     finetune_recipe: Path = Field(description="RunConfig recipe for one Des-Net (its depth is overridden)")
-    depths: list[int] = Field(min_length=1)
+    depths: Depths
     seed: Optional[int] = Field(None, description="every job's seed (default: the fine-tuning recipe's)")
     overrides: list[str] = Field(default_factory=list, description="key.sub=value applied to every job's recipe")
     output_dir: Path = Path("runs/sweep")
@@ -33,8 +33,8 @@ class SweepRecipe(PlanRecipe):
     @field_validator("depths")
     @classmethod
     def _depths(cls, v: list[int]) -> list[int]:
-        if any(d < 1 for d in v) or len(set(v)) != len(v):
-            raise ValueError(f"depths must be distinct and >= 1, got {v}")
+        if len(set(v)) != len(v):
+            raise ValueError(f"depths must be distinct, got {v}")
         return v
 
     @field_validator("overrides")
