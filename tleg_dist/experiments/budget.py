@@ -11,7 +11,6 @@ from __future__ import annotations
 import functools
 import json
 import math
-import os
 
 from tleg_dist.config import RunConfig
 
@@ -23,11 +22,6 @@ def images_per_step(cfg: RunConfig, world_size: int = 1) -> int:
 def steps_for(images: float, cfg: RunConfig, world_size: int = 1) -> int:
     """Optimizer steps that see at least `images` images."""
     return max(1, math.ceil(images / images_per_step(cfg, world_size) - 1e-9))
-
-
-def world_size() -> int:
-    """The experiment runs its stages one after another in this process (or these ranks)."""
-    return int(os.environ.get("WORLD_SIZE", "1"))
 
 
 @functools.lru_cache(maxsize=32)

@@ -126,7 +126,7 @@ def write(x: ExperimentRecipe, plan: list[Job], records: list[dict], *, smoke: b
     cells = aggregate(records)
     aux_jobs = [j for j in plan if j.labels.get("kind") == "aux" and not j.labels.get("ablation")]
     lg_file = next((run_folder.artifact(j.out, "learngene") for j in aux_jobs if run_folder.finished(j.out)), None)
-    aux_cfg = aux_jobs[0].cfg if aux_jobs else None
+    aux_cfg = aux_jobs[0].cfg  # the first setting always trains its own upstream
     out = Path(x.results_dir)
     wall, cpu = (invocation_s, _cpu_time()) if invocation_s is not None else _last_times(out / "summary.json", command)
     result = {"format": FORMAT, "format_version": "3", "complete": len(records) == len(plan),
@@ -134,9 +134,8 @@ def write(x: ExperimentRecipe, plan: list[Job], records: list[dict], *, smoke: b
               "host": f"{os.cpu_count()} CPU cores", "rebuilt": invocation_s is None, "cpu_time_s": cpu,
               "wall_time_s": {"sum_of_runs": sum(r["wall_time_s"] or 0 for r in records), "this_invocation": wall},
               "setup": {"unit_images": x.unit_images, "budgets_u": x.budget_u.model_dump(), "depths": x.depths,
-                        "seeds": x.seeds, "aux_depth": aux_cfg.model.depth if aux_cfg else None,
-                        "alpha": aux_cfg.distill.alpha if aux_cfg else None,
-                        "tau": aux_cfg.distill.tau if aux_cfg else None,
+                        "seeds": x.seeds, "aux_depth": aux_cfg.model.depth, "alpha": aux_cfg.distill.alpha,
+                        "tau": aux_cfg.distill.tau,
                         "inits": {k: v.model_dump() for k, v in x.inits.items()}},
               "records": cells, "comparisons": comparisons(cells), "accounting": accounting(plan, cells),
               "storage": _storage(lg_file, aux_cfg, x.depths), "ablations": ablations(records),
@@ -173,12 +172,11 @@ def notes(result: dict) -> str:
                            [[a["setting"], a["unit"], a["depths"], f"{a['ratio']:.2f}", f"{a['ratio_10_depths']:.2f}",
                              opt(a, "ratio_vs_prefin"), opt(a, "pretrain_ratio_vs_prefin")]
                             for a in result["accounting"]])]
-    st = (result["storage"] or {}).get("storage")
-    if st:
-        lines += [f"Storage (parameters, as `python -m tleg_dist.convert inspect` counts them): learngene "
-                  f"{st['learngene']:,}; one model per depth {st['depths']} (prefin): {st['per_depth_total']:,} "
-                  f"({st['ratio_per_depth']:.1f}×); one {st['aux_depth']}-layer model (truncated, heur_lg): "
-                  f"{st['aux_model']:,} ({st['ratio_aux_model']:.1f}×).", ""]
+    st = result["storage"]["storage"]
+    lines += [f"Storage (parameters, as `python -m tleg_dist.convert inspect` counts them): learngene "
+              f"{st['learngene']:,}; one model per depth {st['depths']} (prefin): {st['per_depth_total']:,} "
+              f"({st['ratio_per_depth']:.1f}×); one {st['aux_depth']}-layer model (truncated, heur_lg): "
+              f"{st['aux_model']:,} ({st['ratio_aux_model']:.1f}×).", ""]
     if result["ablations"]:
         lines += ["## Ablations (one seed)", "", md_table(
             ["ablation", "setting", "L", "init", "top-1", "main run"],
@@ -193,7 +191,7 @@ def notes(result: dict) -> str:
     return "\n".join(lines)
 
 
-def _storage(lg_file: Path | None, aux_cfg, depths: list[int]) -> dict | None:
+def _storage(lg_file: Path | None, aux_cfg, depths: list[int]) -> dict:
     """Parameters stored per comparator: from the learngene file when a run folder has it, else
     (a report rebuilt from records alone) from the planned Aux-Net's arch, the same arithmetic."""
     from tleg_dist.convert import storage
@@ -202,8 +200,6 @@ def _storage(lg_file: Path | None, aux_cfg, depths: list[int]) -> dict | None:
     paper = {"paper_default_depths": storage.paper_comparisons(storage.DEFAULT_DEPTHS)}
     if lg_file is not None and Path(lg_file).is_file():
         return describe(lg_file, depths) | paper
-    if aux_cfg is None:
-        return None
     return {"source": "the planned Aux-Net's arch (no learngene file here)",
             **storage.figures(aux_cfg.model.arch(), aux_cfg.model.depth, depths)} | paper
 

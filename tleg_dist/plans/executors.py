@@ -53,8 +53,7 @@ class Handle:
         return getattr(self.sub, "job_id", "in-process")
 
     def state(self) -> str:
-        if self.sub is None:
-            return "COMPLETED" if self.error is None else "FAILED"
+        """Submitit's state of the job (a job run in-process has none to follow)."""
         try:
             return str(self.sub.state).upper()
         except Exception:  # noqa: BLE001 - a sacct hiccup must not kill the launcher
@@ -122,13 +121,9 @@ class Local(_Submitit):
 
     name, queues_ahead = "local", False
 
-    @property
-    def capacity(self) -> int:
-        return self.r.parallelism
-
     def __init__(self, resources: ResourcesConfig, log_root: Path):
         super().__init__(resources, log_root)
-        self.handles: list[Handle] = []
+        self.capacity, self.handles = resources.parallelism, []
 
     def submit(self, jobs: list[Job], dirs: dict[str, Path], after: list[str]) -> list[Handle]:
         import submitit

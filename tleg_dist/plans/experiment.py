@@ -19,6 +19,7 @@ other alphas or budgets and their TLEG descendants, and every init at other lear
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal, Optional
 
@@ -114,7 +115,8 @@ def load(path: str | Path, overrides: list[str] = (), smoke: bool = False) -> Ex
 
 class _Builder:
     def __init__(self, x: ExperimentRecipe, smoke: bool):
-        self.x, self.extra, self.ranks = x, list(x.smoke.stages) if smoke else [], budget.world_size()
+        self.x, self.extra = x, list(x.smoke.stages) if smoke else []
+        self.ranks = int(os.environ.get("WORLD_SIZE", "1"))  # the stages run one after another on these ranks
         self.root, self.jobs = Path(x.output_dir).resolve(), []
         self.teachers: dict[str, Job] = {}
 

@@ -185,8 +185,7 @@ class _Scheduler:
 
     def _poll(self) -> None:
         for h in list(self.running):
-            state = h.state()
-            if h.sub is not None and state != self.states.get(h.job.name):
+            if h.sub is not None and (state := h.state()) != self.states.get(h.job.name):
                 self.states[h.job.name] = state
                 if state not in ("FINISHED", "COMPLETED", "UNKNOWN"):
                     self.echo(f"[plan] {h.job.name}: {state} (job {h.job_id})")
