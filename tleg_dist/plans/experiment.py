@@ -30,7 +30,8 @@ from tleg_dist.experiments import budget
 from tleg_dist.plans.job import Input, Job, derive
 from tleg_dist.plans.launch import Depths, PlanRecipe, StageRef
 
-# How a descendant starts: the model factory's init, and which upstream job gives its weights.
+# How a descendant starts: the model factory's init, and which upstream job gives its weights
+# ("pre": the plain ViT of the descendant's own depth).
 STARTS = {"learngene": ("learngene", "aux"), "scratch": ("scratch", None), "truncated": ("truncated", "vit"),
           "heur_lg": ("heur_lg", "vit"), "prefin": ("truncated", "pre")}
 
@@ -158,8 +159,9 @@ class _Builder:
                    updates: dict | None = None) -> Job:
         x, spec = self.x, self.x.inits[init]
         model_init, source = STARTS[spec.start]
-        inputs = [] if source is None else [Input("model.learngene" if source == "aux" else "model.pretrained",
-                                                 sources[source].name, "learngene" if source == "aux" else "weights")]
+        job = sources[f"pre{depth}" if source == "pre" else source] if source else None
+        inputs = [] if job is None else [Input("model.learngene" if source == "aux" else "model.pretrained", job.name,
+                                               "learngene" if source == "aux" else "weights")]
         u = spec.budget_u or x.budget_u.finetune
         label = f"{init}{' ' + ablation if ablation else ''}"
         return self.add(f"{s.name}/seed{seed}: depth {depth} {label}", x.finetune.load([*s.downstream, *self.extra]),
@@ -193,7 +195,7 @@ def build(x: ExperimentRecipe, smoke: bool = False) -> list[Job]:
             src = upstream[(s.upstream_from or s.name, seed)]
             for depth in x.depths:
                 for init in s.inits or x.inits:
-                    b.descendant(s, seed, depth, init, {**src, "pre": src[f"pre{depth}"]})
+                    b.descendant(s, seed, depth, init, src)
     _ablations(b, x.settings[0], aux_depth, upstream)
     return b.jobs
 
@@ -221,7 +223,7 @@ def _ablations(b: _Builder, s: Setting, aux_depth: int, upstream: dict[tuple[str
             continue
         for depth in b.x.depths:
             for init in a.lr_inits or s.inits or b.x.inits:
-                b.descendant(s, seed, depth, init, {**src, "pre": src[f"pre{depth}"]}, ablation=f"lr={lr:g}",
+                b.descendant(s, seed, depth, init, src, ablation=f"lr={lr:g}",
                              updates={"optim.lr": lr})
 
 

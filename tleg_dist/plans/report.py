@@ -89,12 +89,9 @@ def markdown(records: list[dict], title: str, failed: dict[str, str], blocked: l
     lines = [f"# {title}", ""] if title else []
     if len(records) < planned:
         lines += [f"**PARTIAL: {len(records)} of {planned} runs finished; the tables cover only those.**", ""]
-    settings = _settings(records)
-    for s in settings:
-        mine = [r for r in records if r.get("setting") == s]
-        lines += [f"## Setting `{s}`", "", *_upstream(mine), "", table(mine, s, names).rstrip(), ""]
-    if not settings:
-        lines += [*_upstream(records), "", table(records, names=names).rstrip(), ""]
+    for s in _settings(records) or [None]:  # None: a plan without settings, one table
+        mine = [r for r in records if s in (None, r.get("setting"))]
+        lines += ([f"## Setting `{s}`", ""] if s else []) + [*_upstream(mine), "", table(mine, s, names).rstrip(), ""]
     lines += [f"- FAILED {name}: {err.splitlines()[-1] if err else ''}" for name, err in failed.items()]
     lines += [f"- not run (an input failed): {name}" for name in blocked]
     return "\n".join(lines).rstrip() + "\n" + (f"\n{notes.strip()}\n" if notes.strip() else "")
