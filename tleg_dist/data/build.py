@@ -97,10 +97,9 @@ def _imagefolder(cfg: DataConfig, arch: ViTArch, *, rank, world_size, seed, devi
 
 def _synthetic(cfg: DataConfig, arch: ViTArch, *, rank, world_size, seed, device) -> DataBundle:
     """Made on `device`, batch by batch. Per-image augmentation does not apply here; mixup/cutmix still do."""
-    kw = dict(num_classes=arch.num_classes, in_chans=arch.in_chans, img_size=arch.img_size, seed=seed,
-              device=device)
-    train = synthetic.SyntheticImages(cfg.synthetic_size, split="train", **kw)
-    val = synthetic.SyntheticImages(synthetic.val_size(cfg.synthetic_size), split="val", **kw)
+    train, val = (synthetic.SyntheticImages(cfg.synthetic_size, split=split, num_classes=arch.num_classes,
+                                            in_chans=arch.in_chans, img_size=arch.img_size, seed=seed,
+                                            device=device) for split in ("train", "val"))
     keep, tr_y, k = select(train.labels, arch.num_classes, cfg.classes, cfg.train_limit, "synthetic train")
     vkeep, va_y, _ = select(val.labels, arch.num_classes, cfg.classes, cfg.val_limit, "synthetic val")
     keep, tr_y, vkeep, va_y = (t.to(device) for t in (keep, tr_y, vkeep, va_y))
