@@ -40,10 +40,15 @@ def _bundle(cfg, train_n, train_load, val_n, val_load, num_classes, prepare, *, 
     return DataBundle(train=train, val=val, num_classes=num_classes, prepare=prepare)
 
 
-def _grey_in_memory(cfg: DataConfig, arch: ViTArch, train, val, num_classes: int, mean: float, std: float,
-                    name: str, *, rank, world_size, seed) -> DataBundle:
+def _grey_in_memory(cfg: DataConfig, arch: ViTArch, *, rank, world_size, seed, device) -> DataBundle:
     """In-memory grey (N x H x W uint8, labels) splits: Fashion-MNIST and digits."""
-    (tr_x, tr_y), (va_x, va_y) = train, val
+    if cfg.format == "digits":
+        # Upsampled once to the model's size on the host; to_float's resize then has nothing to do.
+        (tr_x, tr_y), (va_x, va_y) = digits.load_splits(arch.img_size)
+        num_classes, mean, std, name = digits.NUM_CLASSES, digits.MEAN, digits.STD, "digits"
+    else:
+        (tr_x, tr_y), (va_x, va_y) = fm.load_split(cfg.root, "train"), fm.load_split(cfg.root, "val")
+        num_classes, mean, std, name = fm.NUM_CLASSES, fm.FASHION_MNIST_MEAN, fm.FASHION_MNIST_STD, "Fashion-MNIST"
     keep, tr_y, k = select(tr_y, num_classes, cfg.classes, cfg.train_limit, f"{name} train")
     tr_x = tr_x[keep] if cfg.classes is not None else tr_x[:len(keep)]
     vkeep, va_y, _ = select(va_y, num_classes, cfg.classes, cfg.val_limit, f"{name} val")
@@ -62,17 +67,6 @@ def _grey_in_memory(cfg: DataConfig, arch: ViTArch, train, val, num_classes: int
     prepare = functools.partial(fm.to_float, in_chans=c, img_size=s, mean=mean, std=std)
     return _bundle(cfg, len(tr_y), train_load, len(va_y), val_load, k, prepare, rank=rank,
                    world_size=world_size, seed=seed, name=f"{name} train")
-
-
-def _fashion_mnist(cfg: DataConfig, arch: ViTArch, *, device, **kw) -> DataBundle:
-    return _grey_in_memory(cfg, arch, fm.load_split(cfg.root, "train"), fm.load_split(cfg.root, "val"),
-                           fm.NUM_CLASSES, fm.FASHION_MNIST_MEAN, fm.FASHION_MNIST_STD, "Fashion-MNIST", **kw)
-
-
-def _digits(cfg: DataConfig, arch: ViTArch, *, device, **kw) -> DataBundle:
-    # Upsampled once to the model's size on the host; to_float's resize then has nothing to do.
-    return _grey_in_memory(cfg, arch, *digits.load_splits(arch.img_size), digits.NUM_CLASSES, digits.MEAN,
-                           digits.STD, "digits", **kw)
 
 
 def _imagefolder(cfg: DataConfig, arch: ViTArch, *, rank, world_size, seed, device) -> DataBundle:
@@ -97,10 +91,9 @@ def _imagefolder(cfg: DataConfig, arch: ViTArch, *, rank, world_size, seed, devi
 
 def _synthetic(cfg: DataConfig, arch: ViTArch, *, rank, world_size, seed, device) -> DataBundle:
     """Made on `device`, batch by batch. Per-image augmentation does not apply here; mixup/cutmix still do."""
-    kw = dict(num_classes=arch.num_classes, in_chans=arch.in_chans, img_size=arch.img_size, seed=seed,
-              device=device)
-    train = synthetic.SyntheticImages(cfg.synthetic_size, split="train", **kw)
-    val = synthetic.SyntheticImages(synthetic.val_size(cfg.synthetic_size), split="val", **kw)
+    train, val = (synthetic.SyntheticImages(cfg.synthetic_size, split=split, num_classes=arch.num_classes,
+                                            in_chans=arch.in_chans, img_size=arch.img_size, seed=seed,
+                                            device=device) for split in ("train", "val"))
     keep, tr_y, k = select(train.labels, arch.num_classes, cfg.classes, cfg.train_limit, "synthetic train")
     vkeep, va_y, _ = select(val.labels, arch.num_classes, cfg.classes, cfg.val_limit, "synthetic val")
     keep, tr_y, vkeep, va_y = (t.to(device) for t in (keep, tr_y, vkeep, va_y))
@@ -116,7 +109,7 @@ def _ffcv(cfg: DataConfig, arch: ViTArch, *, rank, world_size, seed, device) -> 
     return build_ffcv_data(cfg, arch, rank=rank, world_size=world_size, seed=seed, device=device)
 
 
-_BUILDERS = {"fashion_mnist": _fashion_mnist, "digits": _digits, "imagefolder": _imagefolder,
+_BUILDERS = {"fashion_mnist": _grey_in_memory, "digits": _grey_in_memory, "imagefolder": _imagefolder,
              "synthetic": _synthetic, "ffcv": _ffcv}
 
 

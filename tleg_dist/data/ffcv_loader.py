@@ -23,8 +23,8 @@ from tleg_dist.data.base import Batch, DataBundle
 from tleg_dist.data.errors import DataError
 from tleg_dist.data.ffcv_beton import beton_labels, check_beton, read_sidecar, require_ffcv
 from tleg_dist.data.ffcv_ops import fresh_normalize, in_place_flip
-from tleg_dist.data.sampler import shard_indices, val_batches
-from tleg_dist.data.streams import check_start, class_lut, full_batches_per_rank, select
+from tleg_dist.data.sampler import shard_indices, train_batches_per_rank, val_batches
+from tleg_dist.data.streams import check_start, class_lut, select
 from tleg_dist.data.transforms import seeded, stats
 from tleg_dist.models.arch import ViTArch
 
@@ -106,7 +106,7 @@ class FFCVTrainStream:
         from ffcv.traversal_order.base import TraversalOrder
 
         bs, self.seed, self.rank = cfg.batch_size, seed, rank
-        self._len = full_batches_per_rank(len(subset), bs, world_size, str(path))
+        self._len = train_batches_per_rank(len(subset), bs, world_size, str(path))
         quasi = cfg.ffcv.order == "quasi_random"
         if quasi and world_size > 1:
             raise DataError("data.ffcv.order=quasi_random is not supported with several ranks (FFCV cannot "

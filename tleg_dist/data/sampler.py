@@ -11,6 +11,8 @@ import math
 
 import torch
 
+from tleg_dist.data.errors import DataError
+
 
 def shard_indices(n: int, *, epoch: int, seed: int, rank: int, world_size: int,
                   shuffle: bool, drop_last: bool) -> list[int]:
@@ -38,10 +40,15 @@ def shard_indices(n: int, *, epoch: int, seed: int, rank: int, world_size: int,
     return indices[rank:total:world_size]
 
 
-def train_batches_per_rank(n: int, batch_size: int, world_size: int) -> int:
-    """Full batches every rank gets per epoch (identical on all ranks, so collectives never hang)."""
+def train_batches_per_rank(n: int, batch_size: int, world_size: int, name: str = "train") -> int:
+    """Full batches every rank gets per epoch (identical on all ranks, so collectives never hang);
+    none at all is a DataError naming the source `name`."""
     # With drop_last the sampler gives each rank floor(n / world_size) indices.
-    return (n // world_size) // batch_size
+    k = (n // world_size) // batch_size
+    if k == 0:
+        raise DataError(f"{name}: {n} images give no full batch of {batch_size} on each of "
+                        f"{world_size} rank(s); lower data.batch_size or add data")
+    return k
 
 
 def train_batches(n: int, batch_size: int, *, epoch: int, seed: int, rank: int,

@@ -22,15 +22,6 @@ log = logging.getLogger(__name__)
 Loader = Callable[[int, list[list[int]]], Iterator[Batch]]
 
 
-def full_batches_per_rank(n: int, batch_size: int, world_size: int, name: str) -> int:
-    """Each rank's full train batches per epoch; none at all is a DataError naming `name`."""
-    k = train_batches_per_rank(n, batch_size, world_size)
-    if k == 0:
-        raise DataError(f"{name}: {n} images give no full batch of {batch_size} on each of "
-                        f"{world_size} rank(s); lower data.batch_size or add data")
-    return k
-
-
 def check_start(start_batch: int, n_batches: int) -> None:
     if not 0 <= start_batch <= n_batches:
         raise ValueError(f"start_batch={start_batch} is outside [0, {n_batches}]")
@@ -50,7 +41,7 @@ class IndexedTrainStream:
                  world_size: int, name: str = "train"):
         self.n, self.batch_size, self._load = n, batch_size, load
         self.seed, self.rank, self.world_size = seed, rank, world_size
-        self._len = full_batches_per_rank(n, batch_size, world_size, name)
+        self._len = train_batches_per_rank(n, batch_size, world_size, name)
 
     def __len__(self) -> int:
         return self._len

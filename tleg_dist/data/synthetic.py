@@ -23,10 +23,6 @@ _M32 = 0xFFFFFFFF
 _SUM4_MEAN, _SUM4_STD = 510.0, (4 * (256**2 - 1) / 12) ** 0.5
 
 
-def val_size(train_size: int) -> int:
-    return max(train_size // 4, 1)
-
-
 def _hash32(x: torch.Tensor) -> torch.Tensor:
     """A 32-bit integer mix (lowbias32) in int64 arithmetic: the same bits on every device."""
     x = x & _M32
@@ -36,8 +32,11 @@ def _hash32(x: torch.Tensor) -> torch.Tensor:
 
 
 class SyntheticImages:
-    def __init__(self, n: int, *, num_classes: int, in_chans: int, img_size: int, seed: int, split: str,
+    """`train_size` images in split "train", a quarter as many (at least one) in "val"."""
+
+    def __init__(self, train_size: int, *, num_classes: int, in_chans: int, img_size: int, seed: int, split: str,
                  device: torch.device | str = "cpu"):
+        n = train_size if split == "train" else max(train_size // 4, 1)
         g = torch.Generator().manual_seed(item_seed(seed, -1, -1) % 2**63)
         # Patterns are shared by both splits (drawn first), labels differ per split.
         coarse = torch.randn(num_classes, in_chans, _PATTERN_RES, _PATTERN_RES, generator=g)
@@ -48,9 +47,6 @@ class SyntheticImages:
         self.device = torch.device(device)
         self._pixels = torch.arange(self.patterns[0].numel(), device=self.device)
         self._labels = self.labels.to(self.device)
-
-    def __len__(self) -> int:
-        return len(self.labels)
 
     def images(self, idx: torch.Tensor) -> torch.Tensor:
         """uint8 N x C x H x W on this source's device for item indices `idx`."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from dataclasses import fields
 from pathlib import Path
 
 from tleg_dist import cli
@@ -86,13 +87,11 @@ def main(argv=None) -> list[Path]:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     args = parse_args(argv)
     image_folder = args.source == "imagefolder"
+    args.write_mode = args.write_mode or ("proportion" if image_folder else "raw")
+    args.max_side = args.max_side or (500 if image_folder else None)
     with cli.usage():  # bad flag values, as argparse's own usage errors: exit 2
-        settings = WriteSettings(
-            write_mode=args.write_mode or ("proportion" if image_folder else "raw"),
-            max_side=args.max_side or (500 if image_folder else None), jpeg_quality=args.jpeg_quality,
-            compress_prob=args.compress_prob, chunk_size=args.chunk_size, workers=args.workers,
-            page_size_mib=args.page_size_mib, on_bad_image=args.on_bad_image, verify=args.verify,
-            limit=args.limit)
+        # Every setting is a flag of the same name.
+        settings = WriteSettings(**{f.name: getattr(args, f.name) for f in fields(WriteSettings)})
     written = []
     for split, (src, meta) in _sources(args).items():
         out = args.out_dir / beton_name(args.source, split, settings)
