@@ -27,8 +27,7 @@ from tleg_dist.teacher import build_teacher
 from tleg_dist.training import ds_config, distributed, optim
 from tleg_dist.training.checkpoint import Checkpointer, Position, find_resume
 from tleg_dist.training.exports import export_final
-from tleg_dist.training.loop import LoopContext, evaluate, train_steps
-from tleg_dist.training.loss_tracker import LossTracker
+from tleg_dist.training.loop import LoopContext, LossTracker, evaluate, train_steps
 from tleg_dist.training.metrics import MetricsLog
 from tleg_dist.training.model_factory import build_model, compile_engine
 from tleg_dist.training.preempt import PreemptionFlag, requeue_if_asked
@@ -130,7 +129,7 @@ def train(cfg: RunConfig, resume: str | None = None) -> dict:
     dtype = torch.bfloat16 if bf16 else torch.float32
     losses = LossTracker(dist.device, cfg.train.nan_policy, cfg.train.max_nan_skips)
     ctx = LoopContext(engine, _criterion(cfg, teacher), dist, dtype, data.mixup, cfg.seed,
-                      cfg.train.log_every_steps, global_batch, losses, data.prepare, ema)
+                      cfg.train.log_every_steps, losses, data.prepare, ema)
     meta = {"stage": cfg.stage, "arch": cfg.model.arch().to_dict(),
             "depth": cfg.model.depth, "zero_stage": ds_config.zero_stage(ds), "bf16": bf16,
             "world_size": dist.world_size, "config": cfg.model_dump(mode="json")}
