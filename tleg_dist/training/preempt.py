@@ -24,8 +24,7 @@ class PreemptionFlag:
         self._previous = {}
 
     def install(self) -> "PreemptionFlag":
-        for sig in SIGNALS:
-            self._previous[sig] = signal.signal(sig, self._handle)
+        self._previous = {sig: signal.signal(sig, self._handle) for sig in SIGNALS}
         return self
 
     def uninstall(self) -> None:
