@@ -7,16 +7,6 @@ import torch.nn.functional as F
 from torch import nn
 
 
-def soft_distillation(student: torch.Tensor, teacher: torch.Tensor, tau: float) -> torch.Tensor:
-    """KL(teacher_tau || student_tau) * tau^2 / numel, exactly DeiT's 'soft' term."""
-    return F.kl_div(
-        F.log_softmax(student / tau, dim=1),
-        F.log_softmax(teacher / tau, dim=1),
-        reduction="sum",
-        log_target=True,
-    ) * (tau * tau) / student.numel()
-
-
 class DistillationLoss(nn.Module):
     """(1 - alpha) * base(student, labels) + alpha * KD(student, teacher).
 
@@ -40,8 +30,9 @@ class DistillationLoss(nn.Module):
             return base
         with torch.no_grad():
             t = self.teacher(inputs.float()).float()
-        if self.type == "soft":
-            kd = soft_distillation(outputs, t, self.tau)
+        if self.type == "soft":  # KL(teacher_tau || student_tau) * tau^2 / numel, exactly DeiT's term
+            kd = F.kl_div(F.log_softmax(outputs / self.tau, dim=1), F.log_softmax(t / self.tau, dim=1),
+                          reduction="sum", log_target=True) * (self.tau * self.tau) / outputs.numel()
         else:
             kd = F.cross_entropy(outputs, t.argmax(dim=1))
         return (1 - self.alpha) * base + self.alpha * kd

@@ -19,18 +19,11 @@ class DistInfo:
     rank: int
     world_size: int
     local_rank: int
-    local_world_size: int
     device: torch.device
 
     @property
     def is_main(self) -> bool:
         return self.rank == 0
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _fill_env() -> None:
@@ -44,25 +37,23 @@ def _fill_env() -> None:
         os.environ["LOCAL_RANK"] = os.environ.get("SLURM_LOCALID", "0")
     if "RANK" not in os.environ:
         os.environ.update(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0")
-        os.environ.setdefault("MASTER_PORT", str(_free_port()))
+        with socket.socket() as s:  # a free port
+            s.bind(("127.0.0.1", 0))
+            os.environ.setdefault("MASTER_PORT", str(s.getsockname()[1]))
     os.environ.setdefault("LOCAL_RANK", "0")
     os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
-
-
-def _set_threads(local_world_size: int) -> None:
-    # Oversubscribed cores make gloo collectives crawl: split the cores between local
-    # ranks unless the user chose OMP_NUM_THREADS.
-    if "OMP_NUM_THREADS" not in os.environ:
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(1, local_world_size)))
 
 
 def init(timeout_s: Optional[float] = None) -> DistInfo:
     import deepspeed
 
     _fill_env()
-    local_world = int(os.environ.get("LOCAL_WORLD_SIZE", os.environ.get("SLURM_NTASKS_PER_NODE",
-                                                                        os.environ["WORLD_SIZE"])))
-    _set_threads(local_world)
+    # Oversubscribed cores make gloo collectives crawl: split the cores between local
+    # ranks unless the user chose OMP_NUM_THREADS.
+    if "OMP_NUM_THREADS" not in os.environ:
+        local_world = int(os.environ.get("LOCAL_WORLD_SIZE", os.environ.get("SLURM_NTASKS_PER_NODE",
+                                                                            os.environ["WORLD_SIZE"])))
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(1, local_world)))
     cuda = torch.cuda.is_available()
     if timeout_s is not None:
         # DeepSpeed reduces gradients in its own clone of the world group (new_group without a
@@ -79,7 +70,7 @@ def init(timeout_s: Optional[float] = None) -> DistInfo:
     if cuda:
         torch.cuda.set_device(local_rank)
     device = torch.device("cuda", local_rank) if cuda else torch.device("cpu")
-    return DistInfo(dist.get_rank(), dist.get_world_size(), local_rank, local_world, device)
+    return DistInfo(dist.get_rank(), dist.get_world_size(), local_rank, device)
 
 
 def _unlink_shm_buffers() -> None:

@@ -35,6 +35,8 @@ def build(cfg: RunConfig, world_size: int) -> dict:
         ds[key] = value
     if ds.get("fp16", {}).get("enabled"):
         raise ConfigError(f"{cfg.deepspeed_config}: fp16 is not supported; use bf16")
+    if cfg.train.ema_decay is not None and zero_stage(ds) == 3:
+        raise ConfigError("train.ema_decay: EMA is not supported with ZeRO-3 (parameters are partitioned)")
     ds.setdefault("zero_allow_untested_optimizer", True)
     ds.setdefault("steps_per_print", 10**9)  # progress is ours
     ds.setdefault("wall_clock_breakdown", False)

@@ -23,16 +23,15 @@ from tleg_dist.artifacts import run_folder as rf
 from tleg_dist.config import RunConfig
 from tleg_dist.data.preprocessing import eval_preprocessing
 from tleg_dist.models.keys import aux_to_file
-from tleg_dist.training.model_factory import export_state
 from tleg_dist.utils.atomic import atomic_path, link_or_copy
 
 
 def export_final(cfg: RunConfig, engine, meta: dict, out: Path, is_main: bool, summary: dict) -> dict:
     module = engine.module
     with deepspeed.zero.GatheredParameters(list(module.parameters()), modifier_rank=None):
-        state = export_state(module) if is_main else None
-    if not is_main:
-        return {}
+        if not is_main:
+            return {}
+        state = {k: v.detach().float().cpu().contiguous() for k, v in module.state_dict().items()}
     arch = cfg.model.arch()
     if cfg.stage == "teacher":
         with atomic_path(out / rf.TEACHER_WEIGHTS) as tmp:

@@ -1,4 +1,11 @@
-"""One epoch of training and one evaluation pass; readable top to bottom."""
+"""One epoch of training and one evaluation pass; readable top to bottom.
+
+The training loss never makes the loop wait for the device between log steps: its sum and the
+first non-finite micro-step stay in device tensors (LossTracker), read by `settle` (one host
+sync and, on several ranks, one all-reduce) at log steps, before every checkpoint save and at
+the end of an epoch. So with train.nan_policy=stop a NaN is noticed up to log_every_steps steps
+late, but never after a checkpoint has saved its weights.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +21,65 @@ import torch.nn.functional as F
 from tleg_dist.data.device import to_device
 from tleg_dist.training.checkpoint import Position
 from tleg_dist.training.distributed import DistInfo, any_rank, reduce_
-from tleg_dist.training.loss_tracker import LossTracker, NonFiniteLossError, describe
+from tleg_dist.utils.errors import UserError
+
+_NONE = 2**62  # "no non-finite loss yet"; larger than any micro-step
+
+
+class NonFiniteLossError(FloatingPointError, UserError):
+    pass
+
+
+class LossTracker:
+    def __init__(self, device: torch.device, policy: str, max_skips: int):
+        self.device, self.policy, self.max_skips = device, policy, max_skips
+        self.skips = 0
+        self._reset()
+
+    def _reset(self) -> None:
+        self.sum = torch.zeros((), dtype=torch.float64, device=self.device)
+        self.count = 0
+        self.first_bad = torch.full((), _NONE, dtype=torch.int64, device=self.device)
+        self.where: dict[int, Position] = {}  # micro-step -> position, for the error message
+
+    def _error(self, pos: Position, count: int) -> NonFiniteLossError:
+        """The one wording of the error, for both policies; `pos` is where the bad batch was."""
+        return NonFiniteLossError(
+            f"non-finite loss at epoch {pos.epoch}, batch {pos.batch_in_epoch}, optimizer step {pos.global_step} "
+            f"({count} so far; train.nan_policy={self.policy}, max_nan_skips={self.max_skips}); "
+            f"last good checkpoint kept")
+
+    def skip(self, loss: torch.Tensor, pos: Position, metrics) -> bool:
+        """nan_policy=skip: decide now whether this batch takes a step. The price is a host sync (and an
+        all-reduce on several ranks) every micro-step, as the decision cannot wait for a log step."""
+        if self.policy != "skip" or not any_rank(not torch.isfinite(loss).item(), self.device):
+            return False
+        self.skips += 1
+        if self.skips > self.max_skips:
+            raise self._error(pos, self.skips)
+        metrics.print(f"skipping non-finite loss at step {pos.global_step} ({self.skips}/{self.max_skips})")
+        return True
+
+    def add(self, loss: torch.Tensor, pos: Position) -> None:
+        """`pos`: a snapshot taken before this micro-batch (kept as it is). No host sync."""
+        loss = loss.detach()
+        finite = torch.isfinite(loss)
+        self.sum += torch.where(finite, loss.double(), 0.0)
+        self.count += 1
+        self.first_bad = torch.minimum(self.first_bad, torch.where(finite, _NONE, pos.micro_step))
+        self.where[pos.micro_step] = pos
+
+    def settle(self) -> float | None:
+        """Mean finite loss since the last settle over all ranks (None if none); raises on a non-finite one."""
+        if not self.count:
+            return None  # nothing new since the last settle (ranks agree: they count the same micro-steps)
+        bad = self.first_bad < _NONE
+        count = torch.full((), float(self.count), dtype=torch.float64, device=self.device)
+        loss_sum, n, n_bad = reduce_(torch.stack([self.sum, count, bad.double()])).tolist()
+        if n_bad:
+            raise self._error(self.where[int(reduce_(self.first_bad.clone(), "min"))], 1)
+        self._reset()
+        return loss_sum / n if n else None
 
 
 @dataclass
@@ -26,11 +91,9 @@ class LoopContext:
     mixup: Optional[Callable]
     seed: int
     log_every: int
-    global_batch: int
     losses: LossTracker
     prepare: Callable = None  # the source's on-device normalisation (DataBundle.prepare)
     ema: object = None
-    nan_skips: int = 0
 
 
 def seed_step(seed: int, micro_step: int, rank: int) -> None:
@@ -38,19 +101,6 @@ def seed_step(seed: int, micro_step: int, rank: int) -> None:
     s = (seed * 1_000_003 + micro_step * 7_919 + rank * 104_729) % (2**32)
     torch.manual_seed(s)
     np.random.seed(s)
-
-
-def _skip_non_finite(ctx: LoopContext, loss: torch.Tensor, pos: Position, metrics) -> bool:
-    """nan_policy=skip: decide now whether this batch takes a step. The price is a host sync (and an
-    all-reduce on several ranks) every micro-step, as the decision cannot wait for a log step."""
-    if not any_rank(not torch.isfinite(loss).item(), ctx.dist.device):
-        return False
-    ctx.nan_skips += 1
-    limit = ctx.losses.max_skips
-    if ctx.nan_skips > limit:
-        raise NonFiniteLossError(describe(pos, ctx.nan_skips, ctx.losses.policy, limit))
-    metrics.print(f"skipping non-finite loss at step {pos.global_step} ({ctx.nan_skips}/{limit})")
-    return True
 
 
 def train_steps(ctx: LoopContext, batches, pos: Position, metrics, on_step: Callable[[], bool]) -> bool:
@@ -69,7 +119,7 @@ def train_steps(ctx: LoopContext, batches, pos: Position, metrics, on_step: Call
         before = dataclasses.replace(pos)
         pos.batch_in_epoch += 1
         pos.micro_step += 1
-        if ctx.losses.policy == "skip" and _skip_non_finite(ctx, loss, before, metrics):
+        if ctx.losses.skip(loss, before, metrics):
             metrics.update(1)
             continue
         ctx.losses.add(loss, before)

@@ -16,7 +16,6 @@ class MetricsLog:
     def __init__(self, output_dir: Path, enabled: bool, progress: bool):
         self.enabled = enabled
         self.progress = progress and enabled
-        self._tb = None
         self._bar = None
         if enabled:
             from torch.utils.tensorboard import SummaryWriter
@@ -29,14 +28,13 @@ class MetricsLog:
             return
         self._jsonl.write(json.dumps({"kind": kind, "step": step, "time": time.time(), **values}) + "\n")
         for k, v in values.items():
-            if isinstance(v, (int, float)) and k not in ("epoch",):
+            if isinstance(v, (int, float)) and k != "epoch":
                 self._tb.add_scalar(f"{kind}/{k}", v, step)
 
-    def bar(self, total: int, initial: int, desc: str):
+    def bar(self, total: int, initial: int, desc: str) -> None:
         if self.progress:
             self._bar = tqdm(total=total, initial=initial, desc=desc, dynamic_ncols=True,
                              mininterval=1.0, file=sys.stderr, leave=True)
-        return self
 
     def update(self, n: int = 1, **postfix) -> None:
         if self._bar is not None:

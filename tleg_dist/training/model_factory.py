@@ -79,8 +79,3 @@ def compile_engine(engine, cfg: RunConfig, zero_stage: int) -> None:
         learngene = engine.module.learngene
         learngene.forward = torch.compiler.disable(learngene.forward)
     engine.compile(compile_kwargs={"mode": cfg.model.compile.mode})
-
-
-@torch.no_grad()
-def export_state(model: nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().float().cpu().contiguous() for k, v in model.state_dict().items()}

@@ -24,14 +24,6 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
-def peak_lr(cfg: OptimConfig, global_batch: int) -> float:
-    return cfg.lr if cfg.lr is not None else cfg.base_lr * global_batch / 512
-
-
-def build_optimizer(model: nn.Module, cfg: OptimConfig, lr: float) -> torch.optim.Optimizer:
-    return torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=lr, betas=tuple(cfg.betas), eps=cfg.eps)
-
-
 def lr_factor(step: int, *, total: int, warmup: int, peak: float, min_lr: float) -> float:
     """Multiplier of the peak LR at optimizer step `step` (0-based)."""
     if warmup > 0 and step < warmup:
@@ -41,11 +33,14 @@ def lr_factor(step: int, *, total: int, warmup: int, peak: float, min_lr: float)
     return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
-def scheduler_factory(cfg: OptimConfig, *, total_steps: int, steps_per_epoch: int, peak: float):
+def build(model: nn.Module, cfg: OptimConfig, *, global_batch: int, steps_per_epoch: int, total_steps: int):
+    """(AdamW, a factory of its LR scheduler, the peak LR); the peak defaults to base_lr * global_batch / 512."""
+    peak = cfg.lr if cfg.lr is not None else cfg.base_lr * global_batch / 512
+    optimizer = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=peak, betas=tuple(cfg.betas), eps=cfg.eps)
     warmup = int(round(cfg.warmup_epochs * steps_per_epoch))
 
-    def make(optimizer):
+    def scheduler(wrapped):  # DeepSpeed wraps the optimizer first, then schedules the wrapper
         return torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda s: lr_factor(s, total=total_steps, warmup=warmup, peak=peak, min_lr=cfg.min_lr))
+            wrapped, lambda s: lr_factor(s, total=total_steps, warmup=warmup, peak=peak, min_lr=cfg.min_lr))
 
-    return make
+    return optimizer, scheduler, peak

@@ -24,8 +24,7 @@ class PreemptionFlag:
         self._previous = {}
 
     def install(self) -> "PreemptionFlag":
-        for sig in SIGNALS:
-            self._previous[sig] = signal.signal(sig, self._handle)
+        self._previous = {sig: signal.signal(sig, self._handle) for sig in SIGNALS}
         return self
 
     def uninstall(self) -> None:
@@ -37,19 +36,17 @@ class PreemptionFlag:
         self.received = signum
 
 
-def requeue_if_asked(is_main: bool) -> bool:
+def requeue_if_asked(is_main: bool) -> None:
     """Under Slurm with TLEG_REQUEUE=1, rank 0 puts the job back in the queue."""
-    job = os.environ.get("SLURM_ARRAY_JOB_ID") and os.environ.get("SLURM_ARRAY_TASK_ID")
-    job_id = (f"{os.environ['SLURM_ARRAY_JOB_ID']}_{os.environ['SLURM_ARRAY_TASK_ID']}" if job
-              else os.environ.get("SLURM_JOB_ID"))
+    array = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
+    job_id = "_".join(array) if all(array) else os.environ.get("SLURM_JOB_ID")
     if not (is_main and job_id and os.environ.get("TLEG_REQUEUE") == "1"):
-        return False
+        return
     r = subprocess.run(["scontrol", "requeue", job_id], capture_output=True, text=True)
     if r.returncode:
         log.error("scontrol requeue %s failed: %s", job_id, r.stderr.strip())
-        return False
-    log.warning("requeued Slurm job %s", job_id)
-    return True
+    else:
+        log.warning("requeued Slurm job %s", job_id)
 
 
 class ForwardPreemption:

@@ -27,8 +27,7 @@ from tleg_dist.teacher import build_teacher
 from tleg_dist.training import ds_config, distributed, optim
 from tleg_dist.training.checkpoint import Checkpointer, Position, find_resume
 from tleg_dist.training.exports import export_final
-from tleg_dist.training.loop import LoopContext, evaluate, train_steps
-from tleg_dist.training.loss_tracker import LossTracker
+from tleg_dist.training.loop import LoopContext, LossTracker, evaluate, train_steps
 from tleg_dist.training.metrics import MetricsLog
 from tleg_dist.training.model_factory import build_model, compile_engine
 from tleg_dist.training.preempt import PreemptionFlag, requeue_if_asked
@@ -82,9 +81,7 @@ def train(cfg: RunConfig, resume: str | None = None) -> dict:
     distributed.barrier()
 
     ds = ds_config.build(cfg, dist.world_size)
-    stage3, bf16 = ds_config.zero_stage(ds) == 3, ds_config.bf16(ds)
-    if cfg.train.ema_decay is not None and stage3:
-        raise ConfigError("train.ema_decay: EMA is not supported with ZeRO-3 (parameters are partitioned)")
+    zero, bf16 = ds_config.zero_stage(ds), ds_config.bf16(ds)
 
     data = build_data(cfg.data, cfg.model.arch(), rank=dist.rank, world_size=dist.world_size, seed=cfg.seed,
                       device=dist.device)
@@ -100,13 +97,11 @@ def train(cfg: RunConfig, resume: str | None = None) -> dict:
     steps_per_epoch = max(1, len(data.train) // cfg.optim.grad_accum)
     total_steps = cfg.optim.schedule_steps or steps_per_epoch * cfg.train.epochs
     global_batch = ds["train_batch_size"]
-    peak = optim.peak_lr(cfg.optim, global_batch)
-    engine, _, _, _ = deepspeed.initialize(
-        model=model, optimizer=optim.build_optimizer(model, cfg.optim, peak), config=ds,
-        lr_scheduler=optim.scheduler_factory(cfg.optim, total_steps=total_steps,
-                                             steps_per_epoch=steps_per_epoch, peak=peak))
+    optimizer, scheduler, peak = optim.build(model, cfg.optim, global_batch=global_batch,
+                                             steps_per_epoch=steps_per_epoch, total_steps=total_steps)
+    engine, _, _, _ = deepspeed.initialize(model=model, optimizer=optimizer, config=ds, lr_scheduler=scheduler)
     if cfg.model.compile.enabled:
-        compile_engine(engine, cfg, ds_config.zero_stage(ds))
+        compile_engine(engine, cfg, zero)
     ema = None
     if cfg.train.ema_decay is not None:
         from timm.utils import ModelEmaV3
@@ -125,14 +120,14 @@ def train(cfg: RunConfig, resume: str | None = None) -> dict:
     metrics = MetricsLog(out, dist.is_main, cfg.train.progress)
     n_params = sum(p.ds_numel if hasattr(p, "ds_numel") else p.numel() for p in engine.module.parameters())
     metrics.print(f"[tleg] stage={cfg.stage} depth={cfg.model.depth} params={n_params:,} ranks={dist.world_size} "
-                  f"zero={ds_config.zero_stage(ds)} bf16={bf16} global_batch={global_batch} lr={peak:.3g} "
+                  f"zero={zero} bf16={bf16} global_batch={global_batch} lr={peak:.3g} "
                   f"steps/epoch={steps_per_epoch} -> {out}")
     dtype = torch.bfloat16 if bf16 else torch.float32
     losses = LossTracker(dist.device, cfg.train.nan_policy, cfg.train.max_nan_skips)
     ctx = LoopContext(engine, _criterion(cfg, teacher), dist, dtype, data.mixup, cfg.seed,
-                      cfg.train.log_every_steps, global_batch, losses, data.prepare, ema)
+                      cfg.train.log_every_steps, losses, data.prepare, ema)
     meta = {"stage": cfg.stage, "arch": cfg.model.arch().to_dict(),
-            "depth": cfg.model.depth, "zero_stage": ds_config.zero_stage(ds), "bf16": bf16,
+            "depth": cfg.model.depth, "zero_stage": zero, "bf16": bf16,
             "world_size": dist.world_size, "config": cfg.model_dump(mode="json")}
 
     def client_state() -> dict:
