@@ -21,23 +21,7 @@ from tleg_dist.data.preprocessing import eval_preprocessing
 from tleg_dist.utils.atomic import check_output
 
 
-def add_parser(sub) -> None:
-    p = sub.add_parser(
-        "expand", help="learngene -> Des-Net timm model folder(s) at given depth(s)",
-        description="Expand a learngene (file or folder) into plain timm VisionTransformers "
-                    "(layer l of L: theta_A + l/L * theta_B), each a model folder that "
-                    "timm.create_model('local-dir:DIR', pretrained=True) loads.")
-    p.add_argument("learngene", type=Path, help="learngene .safetensors file or learngene folder")
-    depth = p.add_mutually_exclusive_group(required=True)
-    depth.add_argument("--depth", type=int, help="one depth; --out is the model folder to write")
-    depth.add_argument("--depths", type=int, nargs="+", metavar="L",
-                       help="several depths; --out is a folder receiving des_depth<L>/ for each")
-    p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--force", action="store_true", help="overwrite existing outputs")
-    p.set_defaults(run=_run)
-
-
-def _run(a: argparse.Namespace) -> None:
+def run(a: argparse.Namespace) -> None:
     if a.out.suffix in (".safetensors", ".json"):  # the pre-folder layout wrote OUT.safetensors + OUT.json
         raise ConvertError(f"{a.out}: --out is now a folder (config.json, model.safetensors, README.md); "
                            f"pass {a.out.with_suffix('')} instead")

@@ -19,22 +19,7 @@ from tleg_dist.data.preprocessing import eval_preprocessing
 from tleg_dist.utils.atomic import check_output
 
 
-def add_parser(sub) -> None:
-    p = sub.add_parser(
-        "export", help="DeepSpeed checkpoint of a fine-tuned Des-Net -> timm model folder",
-        description="Consolidate a finetune-stage DeepSpeed checkpoint and write the timm/Hugging Face model "
-                    "folder DIR/{config.json, model.safetensors, README.md}: timm.create_model('local-dir:DIR', "
-                    "pretrained=True) loads it.")
-    p.add_argument("ckpt_dir", type=Path, help="<run>/checkpoints, a tag folder inside it, or the run folder")
-    p.add_argument("--out", type=Path, required=True, help="output folder")
-    p.add_argument("--tag", help="checkpoint tag (default: the newest complete one)")
-    p.add_argument("--force", action="store_true", help="overwrite existing files in --out")
-    p.add_argument("--allow-pickle", action="store_true",
-                   help="unpickle arbitrary objects in the checkpoint: only for checkpoints you made yourself")
-    p.set_defaults(run=_run)
-
-
-def _run(a: argparse.Namespace) -> None:
+def run(a: argparse.Namespace) -> None:
     for path in export(a.ckpt_dir, a.out, tag=a.tag, force=a.force, allow_pickle=a.allow_pickle):
         print(path)
 

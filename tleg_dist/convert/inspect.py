@@ -19,19 +19,7 @@ from tleg_dist.convert import ConvertError
 from tleg_dist.utils.jsonio import read_json
 
 
-def add_parser(sub) -> None:
-    p = sub.add_parser(
-        "inspect", help="format, architecture, parameter count and size of a file or checkpoint",
-        description="Describe a learngene file, an expanded Des-Net, an export folder, or a DeepSpeed checkpoint. "
-                    "For a learngene, also compare the storage needed to initialise Des-Nets at several depths.")
-    p.add_argument("path", type=Path, help="a .safetensors file, an export folder or a checkpoint directory")
-    p.add_argument("--depths", type=int, nargs="+", default=list(storage.DEFAULT_DEPTHS), metavar="L",
-                   help="Des-Net depths for the storage comparison (default 1..12)")
-    p.add_argument("--json", action="store_true", help="print the figures as JSON instead of text")
-    p.set_defaults(run=_run)
-
-
-def _run(a: argparse.Namespace) -> None:
+def run(a: argparse.Namespace) -> None:
     info = describe(a.path, a.depths)
     print(json.dumps(info, indent=1) if a.json else render(info))
 
