@@ -29,8 +29,7 @@ def export(ckpt_dir, out_dir, *, tag: str | None = None, force: bool = False,
     out_dir = Path(out_dir)
     for name in (model_folder.WEIGHTS, model_folder.CONFIG, model_folder.CARD):  # fail before the slow part
         check_output(out_dir / name, force, mkdir=False)  # creating nothing: a failed export leaves no folder
-    ckpt = zero.open_checkpoint(ckpt_dir, tag)
-    zero.expect_stage(ckpt, "finetune", "for an Aux-Net use `learngene`, then `expand`")
+    ckpt = zero.open_checkpoint(ckpt_dir, tag, "finetune", "for an Aux-Net use `learngene`, then `expand`")
     state = zero.consolidate(ckpt, allow_pickle)
     run_config = ckpt.meta.get("config") or {}
     model_args = ckpt.arch.timm_kwargs(ckpt.depth)
@@ -39,7 +38,7 @@ def export(ckpt_dir, out_dir, *, tag: str | None = None, force: bool = False,
     card = model_card.des_net_card(model_args, preprocessing, run_config=run_config, summary=ckpt.run_summary(),
                                    learngene=model_card.learngene_source(lg),
                                    origin=f"Exported from checkpoint {ckpt.tag_dir.name}.")
-    info = {"stage": ckpt.stage, "depth": ckpt.depth, "source_tag": ckpt.tag_dir.name,
+    info = {"stage": ckpt.meta["stage"], "depth": ckpt.depth, "source_tag": ckpt.tag_dir.name,
             "global_step": ckpt.meta.get("global_step")}
     return model_folder.write(out_dir, state, model_args, preprocessing=preprocessing, card=card, info=info,
                               force=force, where=f"{ckpt.tag_dir} (architecture from its {checkpoints.MARKER})")

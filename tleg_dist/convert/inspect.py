@@ -88,7 +88,7 @@ def _describe_checkpoint(path: Path) -> dict:
     ckpt = zero.open_checkpoint(path)
     m = ckpt.meta
     return {"path": str(ckpt.tag_dir), "format": "deepspeed-checkpoint", "size_bytes": _disk_size(ckpt.tag_dir),
-            "stage": ckpt.stage, "arch": ckpt.arch.to_dict() if ckpt.arch else None, "depth": ckpt.depth,
+            "stage": m["stage"], "arch": ckpt.arch.to_dict() if ckpt.arch else None, "depth": ckpt.depth,
             "global_step": m.get("global_step"), "epoch": m.get("epoch"), "zero_stage": m.get("zero_stage"),
             "bf16": m.get("bf16"), "world_size": m.get("world_size"),
             "files": sorted(f.name for f in ckpt.tag_dir.iterdir() if f.is_file())}

@@ -31,8 +31,7 @@ def convert(ckpt_dir, out, *, tag: str | None = None, dtype: str = "fp32", force
     out = Path(out)
     as_folder = out.suffix != ".safetensors"
     check_output(out / learngene_file.FOLDER_WEIGHTS if as_folder else out, force)  # fail before the slow part
-    ckpt = zero.open_checkpoint(ckpt_dir, tag)
-    zero.expect_stage(ckpt, "learngene", "for a fine-tuned Des-Net use `export`")
+    ckpt = zero.open_checkpoint(ckpt_dir, tag, "learngene", "for a fine-tuned Des-Net use `export`")
     state = zero.consolidate(ckpt, allow_pickle)
     try:
         tensors = aux_to_file(state)
