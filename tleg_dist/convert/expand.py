@@ -38,12 +38,26 @@ def expand(learngene, outputs: dict[int, Path], *, force: bool = False) -> list[
     if bad:
         raise ConvertError(f"depth must be >= 1, got {bad[0]}")
     targets = sorted((d, Path(f)) for d, f in outputs.items())
+    for _, folder in targets:  # refuse before reading or writing anything
+        if folder.exists() and not folder.is_dir():
+            raise ConvertError(f"{folder}: exists and is not a folder")
+        for name in (model_folder.WEIGHTS, model_folder.CONFIG, model_folder.CARD):
+            check_output(folder / name, force, mkdir=False)
+    lg = learngene_file.load(learngene)
+    preprocessing = learngene_file.preprocessing(lg) or eval_preprocessing(None, lg.arch.in_chans)
+    source = model_card.learngene_source(learngene)
     # Folders this command creates (deepest first), removed again if it fails.
     new_dirs = sorted({p for _, f in targets for p in (f, *f.parents) if not p.exists()},
                       key=lambda p: len(p.parts), reverse=True)
     written: list[Path] = []
     try:
-        _write(learngene, targets, force, written)
+        for depth, folder in targets:
+            model_args = lg.arch.timm_kwargs(depth)
+            card = model_card.des_net_card(model_args, preprocessing, learngene=source)
+            info = {"stage": "expanded", "depth": depth, "aux_depth": lg.aux_depth,
+                    "source_learngene": source["file"], "source_sha256": source["sha256"]}
+            written += model_folder.write(folder, lg.des_state(depth), model_args, preprocessing=preprocessing,
+                                          card=card, info=info, force=True)
     except BaseException:
         for path in written:  # an earlier depth's folder is complete, but the command failed as a whole
             with contextlib.suppress(OSError):
@@ -53,21 +67,3 @@ def expand(learngene, outputs: dict[int, Path], *, force: bool = False) -> list[
                 folder.rmdir()
         raise
     return written
-
-
-def _write(learngene, targets: list[tuple[int, Path]], force: bool, written: list[Path]) -> None:
-    for _, folder in targets:  # refuse before reading or writing anything
-        if folder.exists() and not folder.is_dir():
-            raise ConvertError(f"{folder}: exists and is not a folder")
-        for name in (model_folder.WEIGHTS, model_folder.CONFIG, model_folder.CARD):
-            check_output(folder / name, force)
-    lg = learngene_file.load(learngene)
-    preprocessing = learngene_file.preprocessing(lg) or eval_preprocessing(None, lg.arch.in_chans)
-    source = model_card.learngene_source(learngene)
-    for depth, folder in targets:
-        model_args = lg.arch.timm_kwargs(depth)
-        card = model_card.des_net_card(model_args, preprocessing, learngene=source)
-        info = {"stage": "expanded", "depth": depth, "aux_depth": lg.aux_depth,
-                "source_learngene": source["file"], "source_sha256": source["sha256"]}
-        written += model_folder.write(folder, lg.des_state(depth),
-                                      model_args, preprocessing=preprocessing, card=card, info=info, force=True)
