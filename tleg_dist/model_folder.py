@@ -34,19 +34,13 @@ class ModelFolderError(ValueError, UserError):
     """A model folder that cannot be written or loaded; the message names the file."""
 
 
-def timm_architecture(embed_dim: int) -> str:
-    """The timm ViT of the same width (a name only: model_args spell out every argument)."""
-    for name in ("tiny", "small", "base"):
-        if embed_dim == SIZES[name]["embed_dim"]:
-            return f"vit_{name}_patch16_224"
-    return "vit_small_patch16_224"
-
-
 def _skeleton(model_args: dict, preprocessing: dict):
     """The timm model as `create_model` builds it, on the meta device: shapes and config, no memory."""
     import timm
 
-    name = timm_architecture(model_args["embed_dim"])
+    # Named after the timm ViT of the same width (a name only: model_args spell out every argument).
+    widths = {SIZES[size]["embed_dim"]: f"vit_{size}_patch16_224" for size in ("tiny", "small", "base")}
+    name = widths.get(model_args["embed_dim"], "vit_small_patch16_224")
     pretrained_cfg = dict(architecture=name, tag="tleg", first_conv="patch_embed.proj", classifier="head",
                           **preprocessing)
     with torch.device("meta"):

@@ -39,15 +39,16 @@ def write_marker(tag_dir: Path, meta: dict) -> None:
         tmp.write_text(json.dumps({"format": FORMAT, "format_version": FORMAT_VERSION, **meta}, indent=1))
 
 
-def _has_shards(d: Path) -> bool:
-    return any(Path(d).glob("*_model_states.pt"))
+def shards(tag_dir: Path, kind: str = "model") -> list[Path]:
+    """DeepSpeed's `*_model_states.pt` (or `*_optim_states.pt`) files in a tag folder."""
+    return sorted(Path(tag_dir).glob(f"*_{kind}_states.pt"))
 
 
 def read_meta(tag_dir: Path) -> dict:
     """The marker of a complete tag; CheckpointError saying why `tag_dir` is not one."""
     f = Path(tag_dir) / MARKER
     if not f.is_file():
-        what = "an incomplete checkpoint" if _has_shards(tag_dir) else "not a DeepSpeed checkpoint"
+        what = "an incomplete checkpoint" if shards(tag_dir) else "not a DeepSpeed checkpoint"
         raise CheckpointError(f"{tag_dir}: {what}: {MARKER} is missing (rank 0 writes it after every shard is saved)")
     meta = read_json(f, CheckpointError)
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
@@ -87,7 +88,7 @@ def newest(root: Path) -> Path | None:
 
 
 def _is_tag_dir(d: Path) -> bool:
-    return (d / MARKER).is_file() or _has_shards(d)
+    return (d / MARKER).is_file() or bool(shards(d))
 
 
 def find(path: str | Path, tag: str | None = None) -> Path:

@@ -22,8 +22,8 @@ from safetensors.torch import save_file
 
 from tleg_dist.model_folder import CARD, CONFIG, folder_of
 from tleg_dist.models.arch import ARCH_FIELDS, ViTArch
-from tleg_dist.models.des_net import des_state_from_learngene
-from tleg_dist.models.keys import SHARED_FILE_KEYS, file_key, split_file_tensors
+from tleg_dist.models.des_net import des_state_from_learngene, shared_param_shapes
+from tleg_dist.models.keys import file_key, split_file_tensors
 from tleg_dist.models.learngene import block_param_shapes
 from tleg_dist.utils.atomic import atomic_path, check_output
 from tleg_dist.utils.errors import UserError
@@ -74,22 +74,8 @@ def metadata(arch: ViTArch, aux_depth: int, extra: dict[str, str] | None = None)
 
 
 def expected_shapes(arch: ViTArch) -> dict[str, tuple[int, ...]]:
-    shapes = {}
-    for name, shape in block_param_shapes(arch).items():
-        shapes[file_key(name, "a")] = shape
-        shapes[file_key(name, "b")] = shape
-    d = arch.embed_dim
-    shapes.update({
-        "patch_embed.proj.weight": (d, arch.in_chans, arch.patch_size, arch.patch_size),
-        "patch_embed.proj.bias": (d,),
-        "pos_embed": (1, arch.num_patches, d),
-        "fc_norm.weight": (d,),
-        "fc_norm.bias": (d,),
-        "head.weight": (arch.num_classes, d),
-        "head.bias": (arch.num_classes,),
-    })
-    assert set(SHARED_FILE_KEYS) <= set(shapes)
-    return shapes
+    blocks = {file_key(name, which): shape for name, shape in block_param_shapes(arch).items() for which in "ab"}
+    return blocks | shared_param_shapes(arch)
 
 
 def validate(tensors: dict[str, torch.Tensor], arch: ViTArch, where: str) -> None:

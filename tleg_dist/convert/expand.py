@@ -21,23 +21,7 @@ from tleg_dist.data.preprocessing import eval_preprocessing
 from tleg_dist.utils.atomic import check_output
 
 
-def add_parser(sub) -> None:
-    p = sub.add_parser(
-        "expand", help="learngene -> Des-Net timm model folder(s) at given depth(s)",
-        description="Expand a learngene (file or folder) into plain timm VisionTransformers "
-                    "(layer l of L: theta_A + l/L * theta_B), each a model folder that "
-                    "timm.create_model('local-dir:DIR', pretrained=True) loads.")
-    p.add_argument("learngene", type=Path, help="learngene .safetensors file or learngene folder")
-    depth = p.add_mutually_exclusive_group(required=True)
-    depth.add_argument("--depth", type=int, help="one depth; --out is the model folder to write")
-    depth.add_argument("--depths", type=int, nargs="+", metavar="L",
-                       help="several depths; --out is a folder receiving des_depth<L>/ for each")
-    p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--force", action="store_true", help="overwrite existing outputs")
-    p.set_defaults(run=_run)
-
-
-def _run(a: argparse.Namespace) -> None:
+def run(a: argparse.Namespace) -> None:
     if a.out.suffix in (".safetensors", ".json"):  # the pre-folder layout wrote OUT.safetensors + OUT.json
         raise ConvertError(f"{a.out}: --out is now a folder (config.json, model.safetensors, README.md); "
                            f"pass {a.out.with_suffix('')} instead")
@@ -54,12 +38,26 @@ def expand(learngene, outputs: dict[int, Path], *, force: bool = False) -> list[
     if bad:
         raise ConvertError(f"depth must be >= 1, got {bad[0]}")
     targets = sorted((d, Path(f)) for d, f in outputs.items())
+    for _, folder in targets:  # refuse before reading or writing anything
+        if folder.exists() and not folder.is_dir():
+            raise ConvertError(f"{folder}: exists and is not a folder")
+        for name in (model_folder.WEIGHTS, model_folder.CONFIG, model_folder.CARD):
+            check_output(folder / name, force, mkdir=False)
+    lg = learngene_file.load(learngene)
+    preprocessing = learngene_file.preprocessing(lg) or eval_preprocessing(None, lg.arch.in_chans)
+    source = model_card.learngene_source(learngene)
     # Folders this command creates (deepest first), removed again if it fails.
     new_dirs = sorted({p for _, f in targets for p in (f, *f.parents) if not p.exists()},
                       key=lambda p: len(p.parts), reverse=True)
     written: list[Path] = []
     try:
-        _write(learngene, targets, force, written)
+        for depth, folder in targets:
+            model_args = lg.arch.timm_kwargs(depth)
+            card = model_card.des_net_card(model_args, preprocessing, learngene=source)
+            info = {"stage": "expanded", "depth": depth, "aux_depth": lg.aux_depth,
+                    "source_learngene": source["file"], "source_sha256": source["sha256"]}
+            written += model_folder.write(folder, lg.des_state(depth), model_args, preprocessing=preprocessing,
+                                          card=card, info=info, force=True)
     except BaseException:
         for path in written:  # an earlier depth's folder is complete, but the command failed as a whole
             with contextlib.suppress(OSError):
@@ -69,21 +67,3 @@ def expand(learngene, outputs: dict[int, Path], *, force: bool = False) -> list[
                 folder.rmdir()
         raise
     return written
-
-
-def _write(learngene, targets: list[tuple[int, Path]], force: bool, written: list[Path]) -> None:
-    for _, folder in targets:  # refuse before reading or writing anything
-        if folder.exists() and not folder.is_dir():
-            raise ConvertError(f"{folder}: exists and is not a folder")
-        for name in (model_folder.WEIGHTS, model_folder.CONFIG, model_folder.CARD):
-            check_output(folder / name, force)
-    lg = learngene_file.load(learngene)
-    preprocessing = learngene_file.preprocessing(lg) or eval_preprocessing(None, lg.arch.in_chans)
-    source = model_card.learngene_source(learngene)
-    for depth, folder in targets:
-        model_args = lg.arch.timm_kwargs(depth)
-        card = model_card.des_net_card(model_args, preprocessing, learngene=source)
-        info = {"stage": "expanded", "depth": depth, "aux_depth": lg.aux_depth,
-                "source_learngene": source["file"], "source_sha256": source["sha256"]}
-        written += model_folder.write(folder, lg.des_state(depth),
-                                      model_args, preprocessing=preprocessing, card=card, info=info, force=True)

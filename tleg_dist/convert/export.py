@@ -19,22 +19,7 @@ from tleg_dist.data.preprocessing import eval_preprocessing
 from tleg_dist.utils.atomic import check_output
 
 
-def add_parser(sub) -> None:
-    p = sub.add_parser(
-        "export", help="DeepSpeed checkpoint of a fine-tuned Des-Net -> timm model folder",
-        description="Consolidate a finetune-stage DeepSpeed checkpoint and write the timm/Hugging Face model "
-                    "folder DIR/{config.json, model.safetensors, README.md}: timm.create_model('local-dir:DIR', "
-                    "pretrained=True) loads it.")
-    p.add_argument("ckpt_dir", type=Path, help="<run>/checkpoints, a tag folder inside it, or the run folder")
-    p.add_argument("--out", type=Path, required=True, help="output folder")
-    p.add_argument("--tag", help="checkpoint tag (default: the newest complete one)")
-    p.add_argument("--force", action="store_true", help="overwrite existing files in --out")
-    p.add_argument("--allow-pickle", action="store_true",
-                   help="unpickle arbitrary objects in the checkpoint: only for checkpoints you made yourself")
-    p.set_defaults(run=_run)
-
-
-def _run(a: argparse.Namespace) -> None:
+def run(a: argparse.Namespace) -> None:
     for path in export(a.ckpt_dir, a.out, tag=a.tag, force=a.force, allow_pickle=a.allow_pickle):
         print(path)
 
@@ -44,8 +29,7 @@ def export(ckpt_dir, out_dir, *, tag: str | None = None, force: bool = False,
     out_dir = Path(out_dir)
     for name in (model_folder.WEIGHTS, model_folder.CONFIG, model_folder.CARD):  # fail before the slow part
         check_output(out_dir / name, force, mkdir=False)  # creating nothing: a failed export leaves no folder
-    ckpt = zero.open_checkpoint(ckpt_dir, tag)
-    zero.expect_stage(ckpt, "finetune", "for an Aux-Net use `learngene`, then `expand`")
+    ckpt = zero.open_checkpoint(ckpt_dir, tag, "finetune", "for an Aux-Net use `learngene`, then `expand`")
     state = zero.consolidate(ckpt, allow_pickle)
     run_config = ckpt.meta.get("config") or {}
     model_args = ckpt.arch.timm_kwargs(ckpt.depth)
@@ -54,7 +38,7 @@ def export(ckpt_dir, out_dir, *, tag: str | None = None, force: bool = False,
     card = model_card.des_net_card(model_args, preprocessing, run_config=run_config, summary=ckpt.run_summary(),
                                    learngene=model_card.learngene_source(lg),
                                    origin=f"Exported from checkpoint {ckpt.tag_dir.name}.")
-    info = {"stage": ckpt.stage, "depth": ckpt.depth, "source_tag": ckpt.tag_dir.name,
+    info = {"stage": ckpt.meta["stage"], "depth": ckpt.depth, "source_tag": ckpt.tag_dir.name,
             "global_step": ckpt.meta.get("global_step")}
     return model_folder.write(out_dir, state, model_args, preprocessing=preprocessing, card=card, info=info,
                               force=force, where=f"{ckpt.tag_dir} (architecture from its {checkpoints.MARKER})")

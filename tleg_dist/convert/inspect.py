@@ -19,19 +19,7 @@ from tleg_dist.convert import ConvertError
 from tleg_dist.utils.jsonio import read_json
 
 
-def add_parser(sub) -> None:
-    p = sub.add_parser(
-        "inspect", help="format, architecture, parameter count and size of a file or checkpoint",
-        description="Describe a learngene file, an expanded Des-Net, an export folder, or a DeepSpeed checkpoint. "
-                    "For a learngene, also compare the storage needed to initialise Des-Nets at several depths.")
-    p.add_argument("path", type=Path, help="a .safetensors file, an export folder or a checkpoint directory")
-    p.add_argument("--depths", type=int, nargs="+", default=list(storage.DEFAULT_DEPTHS), metavar="L",
-                   help="Des-Net depths for the storage comparison (default 1..12)")
-    p.add_argument("--json", action="store_true", help="print the figures as JSON instead of text")
-    p.set_defaults(run=_run)
-
-
-def _run(a: argparse.Namespace) -> None:
+def run(a: argparse.Namespace) -> None:
     info = describe(a.path, a.depths)
     print(json.dumps(info, indent=1) if a.json else render(info))
 
@@ -40,13 +28,15 @@ def _disk_size(path: Path) -> int:
     return path.stat().st_size if path.is_file() else sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
 
-def _header(path: Path) -> tuple[dict, dict[str, tuple[int, ...]], set]:
+def _header(weights: Path, where: Path) -> tuple[dict, dict]:
+    """A safetensors file's metadata, and what `inspect` says of it (`where`: the file or its folder)."""
     def read(f):
-        shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
-        dtypes = {str(f.get_slice(k).get_dtype()) for k in f.keys()}
-        return f.metadata() or {}, shapes, dtypes
+        shapes = [f.get_slice(k).get_shape() for k in f.keys()]
+        return f.metadata() or {}, shapes, {str(f.get_slice(k).get_dtype()) for k in f.keys()}
 
-    return learngene_file.read_safetensors(path, read, ConvertError)
+    meta, shapes, dtypes = learngene_file.read_safetensors(weights, read, ConvertError)
+    return meta, {"path": str(where), "size_bytes": _disk_size(where), "tensors": len(shapes),
+                  "params": sum(prod(s) for s in shapes), "dtypes": sorted(dtypes)}
 
 
 def describe(path, depths=storage.DEFAULT_DEPTHS) -> dict:
@@ -57,14 +47,12 @@ def describe(path, depths=storage.DEFAULT_DEPTHS) -> dict:
         raise ConvertError(f"--depths must all be >= 1, got {list(depths)}")
     if path.is_dir():
         if (path / model_folder.CONFIG).is_file() and (path / model_folder.WEIGHTS).is_file():
-            return _describe_weights(path / model_folder.WEIGHTS, path,
+            return _describe_weights(*_header(path / model_folder.WEIGHTS, path),
                                      read_json(path / model_folder.CONFIG, ConvertError))
         if (path / model_folder.CONFIG).is_file() and (path / learngene_file.FOLDER_WEIGHTS).is_file():
             return describe(path / learngene_file.FOLDER_WEIGHTS, depths)  # a learngene folder, not a run
         return _describe_checkpoint(path)
-    meta, shapes, dtypes = _header(path)
-    info = {"path": str(path), "size_bytes": path.stat().st_size, "tensors": len(shapes),
-            "params": sum(prod(s) for s in shapes.values()), "dtypes": sorted(dtypes)}
+    meta, info = _header(path, path)
     if meta.get("format") == learngene_file.FORMAT:
         arch, aux_depth = learngene_file.arch_from_metadata(meta, str(path))
         info |= {"format": learngene_file.FORMAT, "format_version": learngene_file.FORMAT_VERSION,
@@ -76,15 +64,12 @@ def describe(path, depths=storage.DEFAULT_DEPTHS) -> dict:
     beside = path.with_suffix(".json")
     config = read_json(beside, ConvertError) if beside.is_file() else None
     if config is not None:  # e.g. a run's final.safetensors + final.json (constructor arguments)
-        return _describe_weights(path, path, config)
+        return _describe_weights(meta, info, config)
     info["format"] = meta.get("format", "safetensors (no tleg format metadata)")
     return info
 
 
-def _describe_weights(weights: Path, where: Path, config: dict | None) -> dict:
-    meta, shapes, dtypes = _header(weights)
-    info = {"path": str(where), "size_bytes": _disk_size(where), "tensors": len(shapes),
-            "params": sum(prod(s) for s in shapes.values()), "dtypes": sorted(dtypes)}
+def _describe_weights(meta: dict, info: dict, config: dict | None) -> dict:
     if config is not None and "model_args" in config:  # an export folder
         info |= {"format": config.get("tleg", {}).get("format", "timm pretrained folder"),
                  "architecture": config.get("architecture"), "timm_kwargs": config["model_args"]}
@@ -100,7 +85,7 @@ def _describe_checkpoint(path: Path) -> dict:
     ckpt = zero.open_checkpoint(path)
     m = ckpt.meta
     return {"path": str(ckpt.tag_dir), "format": "deepspeed-checkpoint", "size_bytes": _disk_size(ckpt.tag_dir),
-            "stage": ckpt.stage, "arch": ckpt.arch.to_dict() if ckpt.arch else None, "depth": ckpt.depth,
+            "stage": m["stage"], "arch": ckpt.arch.to_dict() if ckpt.arch else None, "depth": ckpt.depth,
             "global_step": m.get("global_step"), "epoch": m.get("epoch"), "zero_stage": m.get("zero_stage"),
             "bf16": m.get("bf16"), "world_size": m.get("world_size"),
             "files": sorted(f.name for f in ckpt.tag_dir.iterdir() if f.is_file())}

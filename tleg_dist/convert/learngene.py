@@ -21,24 +21,7 @@ from tleg_dist.utils.atomic import check_output
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
 
-def add_parser(sub) -> None:
-    p = sub.add_parser(
-        "learngene", help="DeepSpeed checkpoint of an Aux-Net -> learngene .safetensors",
-        description="Consolidate a learngene-stage DeepSpeed checkpoint (ZeRO 0-3, any number of ranks, "
-                    "fp32 or bf16) with DeepSpeed's own zero_to_fp32 and write the learngene file. "
-                    f"Architecture and aux depth come from the checkpoint's {checkpoints.MARKER}.")
-    p.add_argument("ckpt_dir", type=Path, help="<run>/checkpoints, a tag folder inside it, or the run folder")
-    p.add_argument("--out", type=Path, required=True,
-                   help="learngene file to write (.safetensors), or a folder for file + config.json + card")
-    p.add_argument("--tag", help="checkpoint tag (default: the newest complete one)")
-    p.add_argument("--dtype", choices=tuple(DTYPES), default="fp32", help="tensor dtype in the file (default fp32)")
-    p.add_argument("--force", action="store_true", help="overwrite --out if it exists")
-    p.add_argument("--allow-pickle", action="store_true",
-                   help="unpickle arbitrary objects in the checkpoint: only for checkpoints you made yourself")
-    p.set_defaults(run=_run)
-
-
-def _run(a: argparse.Namespace) -> None:
+def run(a: argparse.Namespace) -> None:
     print(convert(a.ckpt_dir, a.out, tag=a.tag, dtype=a.dtype, force=a.force, allow_pickle=a.allow_pickle))
 
 
@@ -48,8 +31,7 @@ def convert(ckpt_dir, out, *, tag: str | None = None, dtype: str = "fp32", force
     out = Path(out)
     as_folder = out.suffix != ".safetensors"
     check_output(out / learngene_file.FOLDER_WEIGHTS if as_folder else out, force)  # fail before the slow part
-    ckpt = zero.open_checkpoint(ckpt_dir, tag)
-    zero.expect_stage(ckpt, "learngene", "for a fine-tuned Des-Net use `export`")
+    ckpt = zero.open_checkpoint(ckpt_dir, tag, "learngene", "for a fine-tuned Des-Net use `export`")
     state = zero.consolidate(ckpt, allow_pickle)
     try:
         tensors = aux_to_file(state)

@@ -32,21 +32,14 @@ def learngene_params(arch: ViTArch) -> int:
     return sum(prod(s) for s in expected_shapes(arch).values())
 
 
-def shared_params(arch: ViTArch) -> int:
-    return learngene_params(arch) - 2 * block_params(arch)
-
-
-def des_params(arch: ViTArch, depth: int) -> int:
-    return depth * block_params(arch) + shared_params(arch)
-
-
 def comparison(arch: ViTArch, aux_depth: int, depths) -> dict:
     """The figures (params, and ratios to the learngene) of the formulas above, as `inspect --json` prints them."""
     depths = list(depths)
-    learngene = learngene_params(arch)
-    per_depth_total = sum(des_params(arch, L) for L in depths)
-    aux_model = des_params(arch, aux_depth)
-    return {"block": block_params(arch), "shared": shared_params(arch), "learngene": learngene,
+    b, learngene = block_params(arch), learngene_params(arch)
+    s = learngene - 2 * b
+    per_depth_total = sum(depths) * b + len(depths) * s
+    aux_model = aux_depth * b + s
+    return {"block": b, "shared": s, "learngene": learngene,
             "depths": depths, "per_depth_total": per_depth_total,
             "ratio_per_depth": per_depth_total / learngene, "aux_depth": aux_depth,
             "aux_model": aux_model, "ratio_aux_model": aux_model / learngene,

@@ -34,28 +34,20 @@ class Checkpoint:
     arch: ViTArch | None  # None for a teacher checkpoint (not a ViT)
     depth: int | None
 
-    @property
-    def stage(self) -> str:
-        return self.meta["stage"]
-
-    @property
-    def model_files(self) -> list[Path]:
-        return sorted(self.tag_dir.glob("*_model_states.pt"))
-
-    @property
-    def optim_files(self) -> list[Path]:
-        return sorted(self.tag_dir.glob("*_optim_states.pt"))
-
     def run_summary(self) -> dict | None:
         """The run's summary when it describes this very checkpoint (same step): metrics for a card."""
         summary = run_folder.read_summary(self.tag_dir.parent.parent)
         return summary if summary is not None and summary.get("global_step") == self.meta.get("global_step") else None
 
 
-def open_checkpoint(path: str | Path, tag: str | None = None) -> Checkpoint:
-    """The tag `checkpoints.find` picks, with its architecture from the marker."""
+def open_checkpoint(path: str | Path, tag: str | None = None, stage: str | None = None, hint: str = "") -> Checkpoint:
+    """The tag `checkpoints.find` picks, with its architecture from the marker; refused, with `hint`,
+    unless it is of `stage` (when given)."""
     tag_dir = checkpoints.find(path, tag)
     meta = checkpoints.check_meta(tag_dir)
+    if stage is not None and meta["stage"] != stage:
+        raise ConvertError(f"{tag_dir}: a {meta['stage']}-stage checkpoint, this command needs a {stage}-stage one; "
+                           f"{hint}")
     if meta["stage"] == "teacher":
         return Checkpoint(tag_dir, meta, None, None)
     where = tag_dir / checkpoints.MARKER
@@ -66,12 +58,6 @@ def open_checkpoint(path: str | Path, tag: str | None = None) -> Checkpoint:
     if depth < 1:
         raise ConvertError(f"{where}: depth must be >= 1, got {depth}")
     return Checkpoint(tag_dir, meta, arch, depth)
-
-
-def expect_stage(ckpt: Checkpoint, stage: str, hint: str) -> None:
-    if ckpt.stage != stage:
-        raise ConvertError(f"{ckpt.tag_dir}: a {ckpt.stage}-stage checkpoint, this command needs a {stage}-stage one; "
-                           f"{hint}")
 
 
 def _safe_globals() -> list:
@@ -109,8 +95,6 @@ def guarded_torch_load(allow_pickle: bool = False):
             raise ConvertError(f"{f}: corrupt checkpoint file ({msg.splitlines()[0]})") from None
         except FileNotFoundError:
             raise ConvertError(f"{f}: missing checkpoint file") from None
-        except ConvertError:
-            raise
         except Exception as e:
             # Damaged bytes surface as almost anything: a cut-off zip as RuntimeError or OSError(EINVAL),
             # random bytes through the unpickler as IndexError, KeyError, struct.error, ...
@@ -130,13 +114,6 @@ def guarded_torch_load(allow_pickle: bool = False):
         torch.load = real
 
 
-def _zero_stage(states: dict, ckpt: Checkpoint) -> int:
-    stage = ((states.get("ds_config") or {}).get("zero_optimization") or {}).get("stage")
-    if stage is None:
-        stage = ckpt.meta.get("zero_stage", 1 if ckpt.optim_files else 0)
-    return int(stage)
-
-
 def consolidate(ckpt: Checkpoint, allow_pickle: bool = False) -> dict[str, torch.Tensor]:
     """The module's full state dict, in fp32 where the checkpoint holds fp32 master weights.
 
@@ -144,14 +121,17 @@ def consolidate(ckpt: Checkpoint, allow_pickle: bool = False) -> dict[str, torch
     whole module is in mp_rank_00_model_states.pt; under bf16/fp16 its fp32 master copies
     are taken from the optimizer state when they can be matched to names unambiguously.
     """
-    files = ckpt.model_files
+    files = checkpoints.shards(ckpt.tag_dir)
     if not files:
         raise ConvertError(f"{ckpt.tag_dir}: not a DeepSpeed checkpoint (no *_model_states.pt)")
     with guarded_torch_load(allow_pickle), contextlib.redirect_stdout(sys.stderr):
         states = torch.load(files[0], map_location="cpu", weights_only=not allow_pickle)
         if not isinstance(states, dict) or "module" not in states:
             raise ConvertError(f"{files[0]}: not a DeepSpeed model-states file (no 'module' entry)")
-        if _zero_stage(states, ckpt) == 0:
+        zero_stage = ((states.get("ds_config") or {}).get("zero_optimization") or {}).get("stage")
+        if zero_stage is None:
+            zero_stage = ckpt.meta.get("zero_stage", 1 if checkpoints.shards(ckpt.tag_dir, "optim") else 0)
+        if int(zero_stage) == 0:
             state = _zero0_state(states, files[0])
         else:
             from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint

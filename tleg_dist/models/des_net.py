@@ -11,9 +11,24 @@ from timm.models.vision_transformer import VisionTransformer
 from tleg_dist.models.arch import ViTArch
 from tleg_dist.models.learngene import expand
 
-SHARED_KEYS = ("patch_embed.proj.weight", "patch_embed.proj.bias", "pos_embed",
-               "fc_norm.weight", "fc_norm.bias")
+
+def shared_param_shapes(arch: ViTArch) -> dict[str, tuple[int, ...]]:
+    """The tensors outside the blocks, with their shapes: the same names in the Aux-Net, the learngene
+    file and every Des-Net (the head's depend on the class count)."""
+    d = arch.embed_dim
+    return {
+        "patch_embed.proj.weight": (d, arch.in_chans, arch.patch_size, arch.patch_size),
+        "patch_embed.proj.bias": (d,),
+        "pos_embed": (1, arch.num_patches, d),
+        "fc_norm.weight": (d,),
+        "fc_norm.bias": (d,),
+        "head.weight": (arch.num_classes, d),
+        "head.bias": (arch.num_classes,),
+    }
+
+
 HEAD_KEYS = ("head.weight", "head.bias")
+SHARED_KEYS = tuple(k for k in shared_param_shapes(ViTArch()) if k not in HEAD_KEYS)
 
 
 def build_des_net(arch: ViTArch, depth: int, drop_path_rate: float = 0.0) -> VisionTransformer:

@@ -15,13 +15,12 @@ import torch
 from tleg_dist.models.des_net import HEAD_KEYS, SHARED_KEYS
 from tleg_dist.models.learngene import BLOCK_PARAMS, module_key
 
-FILE_PREFIX = "learngene."
 SHARED_FILE_KEYS = SHARED_KEYS + HEAD_KEYS
 
 
 def file_key(name: str, which: str) -> str:
     """'attn.qkv.weight', 'a' -> 'learngene.attn.qkv.weight.theta_a'."""
-    return f"{FILE_PREFIX}{name}.theta_{which}"
+    return f"learngene.{name}.theta_{which}"
 
 
 def aux_key(name: str, which: str) -> str:

@@ -12,24 +12,9 @@ from torch import nn
 
 from tleg_dist.models.arch import ViTArch
 
-# Block parameters under their timm names (inside `blocks.<i>.`).
-BLOCK_PARAMS = (
-    "norm1.weight",
-    "norm1.bias",
-    "attn.qkv.weight",
-    "attn.qkv.bias",
-    "attn.proj.weight",
-    "attn.proj.bias",
-    "norm2.weight",
-    "norm2.bias",
-    "mlp.fc1.weight",
-    "mlp.fc1.bias",
-    "mlp.fc2.weight",
-    "mlp.fc2.bias",
-)
-
 
 def block_param_shapes(arch: ViTArch) -> dict[str, tuple[int, ...]]:
+    """Block parameters under their timm names (inside `blocks.<i>.`), with their shapes."""
     d, h = arch.embed_dim, arch.mlp_hidden
     shapes = {
         "norm1.weight": (d,),
@@ -48,6 +33,9 @@ def block_param_shapes(arch: ViTArch) -> dict[str, tuple[int, ...]]:
     if not arch.qkv_bias:
         del shapes["attn.qkv.bias"]
     return shapes
+
+
+BLOCK_PARAMS = tuple(block_param_shapes(ViTArch(qkv_bias=True)))  # every name an arch may have
 
 
 def coefficients(depth: int, dtype=torch.float32, device=None) -> torch.Tensor:
