@@ -43,7 +43,7 @@ def assert_fails(capsys, out, needles, *argv) -> str:
     for n in needles:
         assert str(n) in last, (n, last)
     assert not out.exists()
-    assert not [p for p in out.parent.iterdir() if p.name.startswith(f".{out.name}.")]  # no temp files
+    assert not list(out.parent.glob(f".{out.name}.*"))  # no temp files
     return last
 
 
@@ -136,6 +136,9 @@ def test_not_a_checkpoint(tmp_path, capsys):
     assert_fails(capsys, out, [tmp_path / "file.txt", "not a directory"], "learngene", tmp_path / "file.txt",
                  "--out", out)
     assert_fails(capsys, out, [tmp_path / "nope", "no such"], "learngene", tmp_path / "nope", "--out", out)
+    assert not out.parent.exists()  # not even the folder --out would have gone in
+    folder = tmp_path / "lg_folder"
+    assert_fails(capsys, folder, [tmp_path / "nope", "no such"], "learngene", tmp_path / "nope", "--out", folder)
     only_tag = tmp_path / "ck" / "step_1"
     only_tag.mkdir(parents=True)
     (only_tag / "mp_rank_00_model_states.pt").write_bytes(b"x")

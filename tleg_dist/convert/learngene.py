@@ -30,7 +30,8 @@ def convert(ckpt_dir, out, *, tag: str | None = None, dtype: str = "fp32", force
     """The learngene file written (inside the folder when `out` is one)."""
     out = Path(out)
     as_folder = out.suffix != ".safetensors"
-    check_output(out / learngene_file.FOLDER_WEIGHTS if as_folder else out, force)  # fail before the slow part
+    # Fail before the slow part, creating nothing: a failed conversion leaves no empty --out folder.
+    check_output(out / learngene_file.FOLDER_WEIGHTS if as_folder else out, force, mkdir=False)
     ckpt = zero.open_checkpoint(ckpt_dir, tag, "learngene", "for a fine-tuned Des-Net use `export`")
     state = zero.consolidate(ckpt, allow_pickle)
     try:
