@@ -25,8 +25,9 @@ from typing import Literal, Optional
 
 from pydantic import Field, model_validator
 
-from tleg_dist.config import ConfigError, Section, apply_overrides, read_yaml, validate
+from tleg_dist.config import ConfigError, Section, read_yaml
 from tleg_dist.experiments import budget
+from tleg_dist.plans import launch
 from tleg_dist.plans.job import Input, Job, derive
 from tleg_dist.plans.launch import Depths, PlanRecipe, StageRef
 
@@ -109,9 +110,8 @@ class ExperimentRecipe(PlanRecipe):
 
 
 def load(path: str | Path, overrides: list[str] = (), smoke: bool = False) -> ExperimentRecipe:
-    raw = read_yaml(path, "experiment recipe")
-    pre = list((raw.get("smoke") or {}).get("experiment", [])) if smoke else []
-    return validate(ExperimentRecipe, apply_overrides(raw, [*pre, *overrides]), str(path))
+    pre = list((read_yaml(path, "experiment recipe").get("smoke") or {}).get("experiment", [])) if smoke else []
+    return launch.load(ExperimentRecipe, path, overrides, pre)
 
 
 class _Builder:

@@ -39,8 +39,9 @@ class PlanRecipe(Section):
 R = TypeVar("R", bound=PlanRecipe)
 
 
-def load(cls: type[R], path: str | Path, overrides: list[str] = ()) -> R:
-    return validate(cls, apply_overrides(read_yaml(path, f"{cls.__name__} recipe"), list(overrides)), str(path))
+def load(cls: type[R], path: str | Path, overrides: list[str] = (), pre: list[str] = ()) -> R:
+    """The recipe at `path` with `pre` (e.g. its own smoke overrides), then `overrides`, applied."""
+    return validate(cls, apply_overrides(read_yaml(path, f"{cls.__name__} recipe"), [*pre, *overrides]), str(path))
 
 
 def add_arguments(p: argparse.ArgumentParser, default: str) -> None:

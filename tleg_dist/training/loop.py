@@ -52,7 +52,9 @@ class LossTracker:
     def skip(self, loss: torch.Tensor, pos: Position, metrics) -> bool:
         """nan_policy=skip: decide now whether this batch takes a step. The price is a host sync (and an
         all-reduce on several ranks) every micro-step, as the decision cannot wait for a log step."""
-        if self.policy != "skip" or not any_rank(not torch.isfinite(loss).item(), self.device):
+        if self.policy != "skip":
+            return False  # nan_policy=stop: no per-step sync; `settle` finds a NaN at the next log step
+        if not any_rank(not torch.isfinite(loss).item(), self.device):
             return False
         self.skips += 1
         if self.skips > self.max_skips:
