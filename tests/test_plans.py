@@ -28,6 +28,7 @@ from tleg_dist.utils.errors import UserError
 
 RECIPE = ROOT / "configs" / "cpu" / "tiny_finetune.yaml"
 DEMO = ROOT / "configs" / "pipeline" / "demo.yaml"
+EXPERIMENT = ROOT / "configs" / "experiments" / "fmnist_v2.yaml"
 
 
 @pytest.fixture
@@ -61,6 +62,14 @@ def test_shipped_recipes_load_with_overrides():
     assert s.depths == [5, 7] and s.resources.cpus_per_task == 2
     d = launch.load(demo.DemoRecipe, DEMO, ["depths=[1]"])
     assert [j.name for j in demo.build(d)] == ["teacher", "learngene", "depth 1 learngene", "depth 1 scratch"]
+
+
+def test_every_plan_refuses_a_repeated_depth():
+    from tleg_dist.plans import experiment
+
+    for cls, path in ((demo.DemoRecipe, DEMO), (experiment.ExperimentRecipe, EXPERIMENT)):
+        with pytest.raises(ConfigError, match=r"depths: repeated entries \(got \[2, 2\]\)"):
+            launch.load(cls, path, ["depths=[2,2]"])
 
 
 def test_sweep_job_sets_stage_depth_and_learngene_over_the_recipe(learngene, tmp_path):

@@ -90,7 +90,7 @@ class ExperimentRecipe(PlanRecipe):
     @model_validator(mode="after")
     def _check(self):
         names = [s.name for s in self.settings]
-        for key, items in (("depths", self.depths), ("seeds", self.seeds), ("settings", names)):
+        for key, items in (("seeds", self.seeds), ("settings", names)):
             if len(set(items)) != len(items):
                 raise ValueError(f"{key}: repeated entries in {items}")
         if self.depths != sorted(self.depths):

@@ -8,7 +8,8 @@ import argparse
 from pathlib import Path
 from typing import Annotated, TypeVar
 
-from pydantic import Field
+from pydantic import AfterValidator, Field
+from pydantic_core import PydanticCustomError
 
 from tleg_dist import config as config_lib
 from tleg_dist.config import RunConfig, Section, apply_overrides, read_yaml, validate
@@ -27,8 +28,14 @@ class StageRef(Section):
         return config_lib.load(self.recipe, [*self.overrides, *extra], check_paths=False)
 
 
-# A plan's Des-Net depths: at least one, each >= 1 (a plan may add its own rules).
-Depths = Annotated[list[Annotated[int, Field(ge=1)]], Field(min_length=1)]
+def _distinct(depths: list[int]) -> list[int]:
+    if len(set(depths)) != len(depths):
+        raise PydanticCustomError("repeated", "repeated entries")  # shown as "depths: repeated entries (got [..])"
+    return depths
+
+
+# A plan's Des-Net depths: at least one, each >= 1, none twice (a plan may add its own rules).
+Depths = Annotated[list[Annotated[int, Field(ge=1)]], Field(min_length=1), AfterValidator(_distinct)]
 
 
 class PlanRecipe(Section):

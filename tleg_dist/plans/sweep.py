@@ -30,13 +30,6 @@ class SweepRecipe(PlanRecipe):
     overrides: list[str] = Field(default_factory=list, description="key.sub=value applied to every job's recipe")
     output_dir: Path = Path("runs/sweep")
 
-    @field_validator("depths")
-    @classmethod
-    def _depths(cls, v: list[int]) -> list[int]:
-        if len(set(v)) != len(v):
-            raise ValueError(f"depths must be distinct, got {v}")
-        return v
-
     @field_validator("overrides")
     @classmethod
     def _overrides(cls, v: list[str]) -> list[str]:
