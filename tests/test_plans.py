@@ -145,6 +145,25 @@ def test_local_jobs_cannot_detach(learngene, tmp_path):
         execute(sweep.build(s), Local(s.resources, tmp_path), tmp_path, echo=lambda _: None, wait=False)
 
 
+def test_a_live_slurm_job_of_another_config_is_refused_not_submitted_again(learngene, tmp_path, monkeypatch):
+    from tleg_dist.plans import run as plan_run
+
+    jobs = sweep.build(_sweep(learngene, tmp_path, depths=[2]))
+    root = tmp_path / "sweep"
+    root.mkdir()
+    (root / "jobs.json").write_text(json.dumps({"depth 2": {"cluster": "slurm", "job_id": "77", "fingerprint": "x"}}))
+    monkeypatch.setattr(plan_run, "slurm_alive", lambda job_id: job_id == "77")
+
+    class Slurm:  # stands in for the Slurm executor: only its name and capacity are read before submitting
+        name, capacity, queues_ahead = "slurm", 10, True
+
+        def submit(self, *args):
+            raise AssertionError("a second job was submitted into the folder a live job writes")
+
+    with pytest.raises(UserError, match="job 77 with another config"):
+        execute(jobs, Slurm(), root, echo=lambda s: None)
+
+
 def test_results_table_csv_json_and_plot(tmp_path):
     recs = [{"name": f"d{d} {i}", "kind": "des", "depth": d, "init": i, "params": 1000 * d, "top1": 10.0 + d + s,
              "seed": s, "run_dir": f"/r/{d}"} for d in (4, 2) for i in ("scratch", "learngene") for s in (0, 1)]

@@ -124,10 +124,12 @@ class _Scheduler:
             if self.ex.name != "slurm":
                 raise UserError(f"{job.name} is running on Slurm as job {prev['job_id']} (same output folder); "
                                 f"follow it with --cluster, or scancel it first")
-            if prev.get("fingerprint") == run_folder.fingerprint(job.cfg):
-                self.running.append(self.ex.attach(job, prev["job_id"]))
-                todo.remove(job)
-                self.echo(f"[plan] {job.name}: following job {prev['job_id']} from an earlier launch")
+            if prev.get("fingerprint") != run_folder.fingerprint(job.cfg):  # never two jobs in one folder
+                raise UserError(f"{job.name} is running on Slurm as job {prev['job_id']} with another config "
+                                f"(same output folder); wait for it to end, or scancel it first")
+            self.running.append(self.ex.attach(job, prev["job_id"]))
+            todo.remove(job)
+            self.echo(f"[plan] {job.name}: following job {prev['job_id']} from an earlier launch")
 
     def loop(self, todo: list[Job], wait: bool, poll_s: float, progress_every_s: float) -> None:
         pending = list(todo)
