@@ -70,7 +70,8 @@ class ForwardPreemption:
 
     def _handle(self, signum, frame):
         trainer = signal.getsignal(signal.SIGUSR1)  # the trainer's PreemptionFlag while it trains
-        if callable(trainer) and trainer is not self._handle:
+        # `!=`, not `is not`: each `self._handle` is a new bound-method object
+        if callable(trainer) and trainer != self._handle:
             self.received = True
             trainer(signal.SIGUSR1, frame)
         elif callable(self._submitit):
