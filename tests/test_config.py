@@ -177,3 +177,16 @@ def test_deepspeed_engine_config(path):
     assert not {"train_batch_size", "train_micro_batch_size_per_gpu", "gradient_accumulation_steps",
                 "gradient_clipping", "optimizer", "scheduler"} & set(ds)
     DeepSpeedZeroConfig(**ds["zero_optimization"])
+
+
+@pytest.mark.parametrize("section", [{"bf16": {"enabled": True}}, {"bfloat16": {"enabled": True}},
+                                     {"bf16": {"enabled": False}, "bfloat16": {"enabled": True}}, {}],
+                         ids=["bf16", "bfloat16", "bf16-wins", "none"])
+def test_bf16_is_read_as_deepspeed_reads_it(section):
+    """DeepSpeed still takes the old key `bfloat16`: the trainer's input dtype must follow the engine's
+    (it fed float32 into a bf16 model: "Input type (float) and bias type (c10::BFloat16) ...")."""
+    from deepspeed.runtime.precision_config import get_bfloat16_config
+
+    from tleg_dist.training import ds_config
+
+    assert ds_config.bf16(section) is get_bfloat16_config(section).enabled

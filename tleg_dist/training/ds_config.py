@@ -48,4 +48,6 @@ def zero_stage(ds: dict) -> int:
 
 
 def bf16(ds: dict) -> bool:
-    return bool(ds.get("bf16", {}).get("enabled", False))
+    # as DeepSpeed reads it: "bf16", else its old name "bfloat16"
+    section = ds["bf16"] if ds.get("bf16") is not None else ds.get("bfloat16", {})
+    return bool(section.get("enabled", False))
