@@ -134,6 +134,17 @@ def test_load_rejects_missing_and_malformed_files(tmp_path):
         load(bad)
 
 
+def test_recipe_or_override_that_is_not_yaml_is_named(tmp_path):
+    """A YAML syntax error is a bad recipe (exit 2, one line), naming the file, not "<unicode string>"."""
+    bad = tmp_path / "broken.yaml"
+    bad.write_text("stage: learngene\ntrain: {epochs: 2\n")
+    with pytest.raises(ConfigError) as e:
+        load(bad)
+    assert str(bad) in str(e.value) and "line 2" in str(e.value) and "unicode string" not in str(e.value)
+    with pytest.raises(ConfigError, match="override 'train.epochs=\\[1'"):
+        C.parse_override("train.epochs=[1")
+
+
 def test_yaml_round_trip():
     cfg = from_dict({"stage": "learngene", "model": {"size": "cpu-128", "depth": 3},
                      "data": {"classes": [0, 3], "aug": {"mixup": 0.8}}, "optim": {"betas": [0.9, 0.95]}})
