@@ -41,3 +41,16 @@ def test_bad_override_names_key(tmp_path):
     r = run_train(["--config", str(TINY), f"output_dir={tmp_path}", "optim.lr=-1"], check=False)
     assert r.returncode == 2
     assert "optim.lr" in r.stderr
+
+
+def test_summary_of_a_run_stopped_mid_epoch_evaluates_its_final_weights(tmp_path):
+    """max_steps ends the run 2 steps into epoch 2: the summary (and the learngene's val_top1 beside
+    its global_step) must describe the exported weights, not epoch 1's evaluation."""
+    args = ["--config", str(TINY), *COMMON, "train.max_steps=10"]
+    evaluated, plain = tmp_path / "evaluated", tmp_path / "plain"
+    run_train([*args, f"output_dir={evaluated}"])  # evaluates after epoch 1 (step 8)
+    run_train([*args, f"output_dir={plain}", "train.eval_every_epochs=3"])  # no evaluation before the end
+    assert summary(evaluated)["global_step"] == summary(plain)["global_step"] == 10
+    assert weights_equal(evaluated / "learngene.safetensors", plain / "learngene.safetensors")
+    for key in ("val_loss", "val_top1", "val_top5", "val_count"):
+        assert summary(evaluated)[key] == summary(plain)[key], key

@@ -165,6 +165,7 @@ def train(cfg: RunConfig, resume: str | None = None) -> dict:
         return stopped is None
 
     last_eval: dict = {}
+    eval_step = None  # the step whose weights last_eval measured
     if cfg.train.max_steps is not None and pos.global_step >= cfg.train.max_steps:
         stopped = "max_steps"  # resumed a run that had already reached its step budget
     try:
@@ -176,7 +177,7 @@ def train(cfg: RunConfig, resume: str | None = None) -> dict:
                 break
             pos.epoch, pos.batch_in_epoch = pos.epoch + 1, 0
             if pos.epoch % cfg.train.eval_every_epochs == 0 or pos.epoch == cfg.train.epochs:
-                last_eval = evaluate(engine, data.val, dist, dtype, data.prepare)
+                last_eval, eval_step = evaluate(engine, data.val, dist, dtype, data.prepare), pos.global_step
                 if ema is not None:
                     last_eval["ema_top1"] = evaluate(ema.module, data.val, dist, dtype, data.prepare)["top1"]
                 metrics.log("eval", pos.global_step, epoch=pos.epoch, **last_eval)
@@ -200,8 +201,9 @@ def train(cfg: RunConfig, resume: str | None = None) -> dict:
         metrics.print(f"[tleg] preempted at step {pos.global_step}: checkpoint saved")
         requeue_if_asked(dist.is_main)
     else:
-        if not last_eval:
+        if eval_step != pos.global_step:  # none yet, or of an earlier epoch's weights (max_steps mid-epoch)
             last_eval = evaluate(engine, data.val, dist, dtype, data.prepare)
+            summary = {k: v for k, v in summary.items() if not k.startswith("val_")}
             summary.update({f"val_{k}": v for k, v in last_eval.items()})
         summary["files"] = export_final(cfg, engine, meta, out, dist.is_main, summary)
     if dist.is_main:
