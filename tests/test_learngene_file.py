@@ -111,6 +111,15 @@ def test_missing_architecture_metadata(tmp_path, tensors, toy_arch):
         lf.load(path)
 
 
+@pytest.mark.parametrize("key", ["num_heads", "patch_size"])
+def test_zero_in_architecture_metadata(tmp_path, tensors, toy_arch, key):
+    """A zero that parses: refused naming the file, not a ZeroDivisionError traceback from ViTArch."""
+    path = tmp_path / "zero.safetensors"
+    save_file(tensors, str(path), metadata={**lf.metadata(toy_arch, 3), key: "0"})
+    with pytest.raises(lf.LearngeneFileError, match=f"{path}: bad or missing architecture metadata"):
+        lf.load(path)
+
+
 def test_missing_tensors(tmp_path, tensors, toy_arch):
     gone = file_key("mlp.fc2.weight", "b")
     partial = {k: v for k, v in tensors.items() if k != gone}
