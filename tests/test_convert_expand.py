@@ -151,3 +151,22 @@ def test_cli_exit_status_and_message(lg, tmp_path):
     assert r.returncode == 1, r.stderr
     assert r.stderr.strip().startswith("tleg-convert expand: error:") and str(bad) in r.stderr
     assert "Traceback" not in r.stderr and not out.exists()
+
+
+def test_out_inside_a_file_is_refused_naming_it(lg, tmp_path, capsys):
+    """--out below an existing file: one line naming that file, not a NotADirectoryError traceback."""
+    blocker = tmp_path / "taken"
+    blocker.write_text("keep")
+    out = blocker / "des"
+    assert_fails(capsys, out, [blocker, "not a folder"], "expand", lg, "--depth", "2", "--out", out)
+    assert blocker.read_text() == "keep"
+
+
+@pytest.mark.parametrize("value", ["{oops", "[1, 2]"])
+def test_unreadable_preprocessing_metadata_names_the_file(lg, tmp_path, capsys, value):
+    """A learngene whose `preprocessing` metadata is not a JSON object: one line naming the file."""
+    bad = tmp_path / "badpre.safetensors"
+    f = learngene_file.load(lg)
+    learngene_file.save(bad, f.tensors, f.arch, f.aux_depth, extra={learngene_file.PREPROCESSING: value})
+    out = tmp_path / "out"
+    assert_fails(capsys, out, [bad, "preprocessing"], "expand", bad, "--depth", "2", "--out", out)

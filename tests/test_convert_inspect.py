@@ -108,3 +108,15 @@ def test_inspect_errors(tmp_path, capsys):
     (tmp_path / "d").mkdir()
     assert main(["inspect", str(tmp_path / "d")]) == 1
     assert "not a DeepSpeed checkpoint" in capsys.readouterr().err
+
+
+def test_checkpoint_marker_with_a_zero_in_its_architecture(toy_arch, tmp_path, capsys):
+    """One line naming the marker, not a ZeroDivisionError traceback from ViTArch."""
+    tag_dir = tmp_path / "run" / "checkpoints" / "step_00000007"
+    tag_dir.mkdir(parents=True)
+    meta = {"format": "tleg-checkpoint", "format_version": "1", "stage": "learngene",
+            "arch": {**toy_arch.to_dict(), "num_heads": 0}, "depth": 2, "global_step": 7}
+    (tag_dir / "tleg_meta.json").write_text(json.dumps(meta))
+    assert main(["inspect", str(tmp_path / "run")]) == 1
+    err = capsys.readouterr().err
+    assert str(tag_dir / "tleg_meta.json") in err and "bad architecture metadata" in err, err

@@ -149,6 +149,17 @@ def test_not_a_checkpoint(tmp_path, capsys):
                  only_tag, "--out", out)
 
 
+def test_an_existing_learngene_folder_file_is_refused_before_the_checkpoint_is_read(tmp_path, capsys):
+    """Every file of a learngene --out folder is checked first (as export does), not only its weights:
+    a stale config.json used to be refused only after the slow consolidation."""
+    folder = tmp_path / "lg_folder"
+    folder.mkdir()
+    (folder / "config.json").write_text("keep")
+    code, err = cli(capsys, "learngene", tmp_path / "nope", "--out", folder)
+    assert code == 1 and str(folder / "config.json") in err and "--force" in err, err
+    assert (folder / "config.json").read_text() == "keep"
+
+
 def test_wrong_stage(ckpts, tmp_path, capsys):
     out = tmp_path / "lg.safetensors"
     assert_fails(capsys, out, [ckpts / "des_z2_r1" / "checkpoints" / tag(STEPS), "finetune-stage", "export"],

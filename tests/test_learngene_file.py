@@ -111,6 +111,15 @@ def test_missing_architecture_metadata(tmp_path, tensors, toy_arch):
         lf.load(path)
 
 
+@pytest.mark.parametrize("key", ["num_heads", "patch_size"])
+def test_zero_in_architecture_metadata(tmp_path, tensors, toy_arch, key):
+    """A zero that parses: refused naming the file, not a ZeroDivisionError traceback from ViTArch."""
+    path = tmp_path / "zero.safetensors"
+    save_file(tensors, str(path), metadata={**lf.metadata(toy_arch, 3), key: "0"})
+    with pytest.raises(lf.LearngeneFileError, match=f"{path}: bad or missing architecture metadata"):
+        lf.load(path)
+
+
 def test_missing_tensors(tmp_path, tensors, toy_arch):
     gone = file_key("mlp.fc2.weight", "b")
     partial = {k: v for k, v in tensors.items() if k != gone}
@@ -231,3 +240,14 @@ def test_a_recipe_may_name_a_learngene_folder(tmp_path, tensors, toy_arch):
     assert states[0].keys() == states[1].keys() and all(torch.equal(states[0][k], states[1][k]) for k in states[0])
     with pytest.raises(config_lib.ConfigError, match="file does not exist"):
         config_lib.from_dict({"stage": "finetune", "model": {**model, "learngene": str(tmp_path)}})
+
+
+def test_output_below_a_file_is_refused_naming_the_file(tmp_path, tensors, toy_arch):
+    """Not a NotADirectoryError traceback from mkdir: the file in the way is named."""
+    blocker = tmp_path / "taken"
+    blocker.write_text("keep")
+    with pytest.raises(OutputExistsError, match=f"{blocker}: exists and is not a folder"):
+        lf.save(blocker / "lg.safetensors", tensors, toy_arch, 3)
+    with pytest.raises(OutputExistsError, match=f"{blocker}: exists and is not a folder"):
+        lf.save_folder(blocker, tensors, toy_arch, 3, card=lambda config: "")
+    assert blocker.read_text() == "keep"

@@ -61,6 +61,8 @@ def _edit(path, **changes):
     (lambda p: _edit(p, architecture="vit_nonexistent"), ["config.json: 'architecture' is 'vit_nonexistent'"]),
     (lambda p: _edit(p, model_args=None), ["config.json: 'model_args' is missing"]),
     (lambda p: (p / "model.safetensors").unlink(), ["model.safetensors: missing"]),
+    (lambda p: (p / "model.safetensors").write_bytes((p / "model.safetensors").read_bytes()[:200]),
+     ["timm cannot build the model", "model.safetensors"]),
     # A config that disagrees with its weights: timm's strict load, reported on one line.
     (lambda p: _edit(p, model_args={**json.loads((p / "config.json").read_text())["model_args"], "depth": 3}),
      ["timm cannot build the model", "Missing key(s)", "blocks.2."]),

@@ -18,6 +18,7 @@ import contextlib
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import save_file
 
 from tleg_dist.models.arch import SIZES
@@ -122,7 +123,7 @@ def load(path, **kwargs):
     read_config(folder)
     try:
         model = timm.create_model(f"{LOCAL_DIR}{folder}", pretrained=True, **kwargs)
-    except (RuntimeError, ValueError, TypeError, OSError) as e:  # timm's strict load, bad model_args, bad file
+    except (RuntimeError, ValueError, TypeError, OSError, SafetensorError) as e:  # strict load, bad args, bad file
         said = " ".join(str(e).split()) or type(e).__name__  # one line, however many timm wrote
         raise ModelFolderError(f"{folder}: timm cannot build the model from {CONFIG} and {WEIGHTS}: "
                                f"{said[:400]}") from None

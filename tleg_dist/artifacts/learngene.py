@@ -171,7 +171,7 @@ def arch_from_metadata(meta: dict[str, str], where: str) -> tuple[ViTArch, int]:
     try:
         fields = {k: json.loads(meta[k]) for k in ARCH_FIELDS}
         return ViTArch(**fields), int(meta["aux_depth"])
-    except (KeyError, ValueError, TypeError) as e:
+    except (KeyError, ValueError, TypeError, ZeroDivisionError) as e:  # a 0 head count or patch size parses
         raise LearngeneFileError(f"{where}: bad or missing architecture metadata ({e})") from e
 
 
@@ -189,4 +189,13 @@ def load(path) -> LearngeneFile:
 
 def preprocessing(lg: LearngeneFile) -> dict | None:
     """The eval preprocessing a learngene was trained with (timm pretrained_cfg fields), if it says."""
-    return json.loads(lg.extra[PREPROCESSING]) if PREPROCESSING in lg.extra else None
+    if PREPROCESSING not in lg.extra:
+        return None
+    try:
+        value = json.loads(lg.extra[PREPROCESSING])
+    except ValueError as e:
+        raise LearngeneFileError(f"{lg.path}: metadata '{PREPROCESSING}' is not readable JSON ({e})") from None
+    if value is not None and not isinstance(value, dict):
+        raise LearngeneFileError(f"{lg.path}: metadata '{PREPROCESSING}' is {type(value).__name__}, "
+                                 "expected a JSON object")
+    return value

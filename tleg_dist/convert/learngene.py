@@ -15,6 +15,7 @@ from tleg_dist.artifacts import learngene as learngene_file
 from tleg_dist.convert import zero
 from tleg_dist.convert import ConvertError
 from tleg_dist.data.preprocessing import eval_preprocessing
+from tleg_dist.model_folder import CARD, CONFIG
 from tleg_dist.models.keys import aux_to_file
 from tleg_dist.utils.atomic import check_output
 
@@ -31,7 +32,8 @@ def convert(ckpt_dir, out, *, tag: str | None = None, dtype: str = "fp32", force
     out = Path(out)
     as_folder = out.suffix != ".safetensors"
     # Fail before the slow part, creating nothing: a failed conversion leaves no empty --out folder.
-    check_output(out / learngene_file.FOLDER_WEIGHTS if as_folder else out, force, mkdir=False)
+    for path in [out / name for name in (learngene_file.FOLDER_WEIGHTS, CONFIG, CARD)] if as_folder else [out]:
+        check_output(path, force, mkdir=False)
     ckpt = zero.open_checkpoint(ckpt_dir, tag, "learngene", "for a fine-tuned Des-Net use `export`")
     state = zero.consolidate(ckpt, allow_pickle)
     try:

@@ -18,6 +18,11 @@ class OutputExistsError(FileExistsError, UserError):
 def check_output(path: str | os.PathLike, force: bool, *, mkdir: bool = True) -> Path:
     """`path`, refused if it exists and not `force`; its folder is created unless `mkdir` is False."""
     path = Path(path)
+    for parent in path.parents:  # the nearest one that exists must be a folder, or mkdir/mkstemp fail later
+        if parent.exists():
+            if not parent.is_dir():
+                raise OutputExistsError(f"{parent}: exists and is not a folder, so {path} cannot be written")
+            break
     if path.exists() and not force:
         raise OutputExistsError(f"{path} already exists; pass --force to overwrite it")
     if mkdir and not path.parent.exists():
