@@ -115,3 +115,16 @@ def test_truncated_idx_is_an_error(tmp_path):
     path.write_bytes(path.read_bytes()[:-10])
     with pytest.raises(DataError, match="truncated"):
         fm.read_idx(path)
+
+
+@pytest.mark.parametrize("damage", ["truncated", "not_gzip"])
+def test_damaged_gz_idx_is_an_error_naming_the_file(tmp_path, damage):
+    # The Debian package and torchvision's download both hold .gz files: a cut-off copy is the
+    # likely truncation, and gzip's own EOFError/BadGzipFile named no file.
+    path = tmp_path / "train-images-idx3-ubyte.gz"
+    _write_idx(path, np.zeros((4, 28, 28)), True)
+    raw = path.read_bytes()
+    path.write_bytes(raw[:len(raw) // 2] if damage == "truncated" else b"not a gzip file")
+    with pytest.raises(DataError, match="train-images-idx3-ubyte.gz") as err:
+        fm.read_idx(path)
+    assert "truncated" in str(err.value)

@@ -108,6 +108,18 @@ def test_bad_image_skip_counts(tmp_path, caplog):
     assert "dog/001.jpg" in caplog.text and "eel/002.jpg" in caplog.text
 
 
+def test_batch_left_with_one_image_under_mixup_says_so(tmp_path):
+    """One of a batch's two images is unreadable: the other is dropped too (timm mixes pairs). The
+    error must say that, not that every image of the batch was unreadable."""
+    root = make_tree(tmp_path, classes=("cat",), n_train=2, n_val=1)
+    (root / "train" / "cat" / "001.jpg").write_bytes(b"not an image at all")
+    b = build_data(cfg(root, on_bad_image="skip", aug=AugConfig(mixup=0.8), batch_size=2), ARCH,
+                   rank=0, world_size=1, seed=0)
+    with pytest.raises(DataError, match=r"cat/001\.jpg") as err:
+        list(b.train.epoch(0))
+    assert "every image" not in str(err.value) and "mixup/cutmix" in str(err.value)
+
+
 def test_empty_class_folder_is_named(tmp_path):
     root = make_tree(tmp_path)
     (root / "train" / "fox").mkdir()

@@ -132,6 +132,22 @@ def test_quasi_random(betons):
     assert torch.equal(rx, x[3 * BS:])  # the same epoch's order, resumed
 
 
+def test_building_and_iterating_keep_the_trainers_thread_count(betons):
+    """Importing ffcv and building its Loaders set torch's thread count to FFCV's worker count
+    (here 1); the trainer must keep its own for its forward and backward passes."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        b = build_ffcv_data(cfg(betons), ARCH, rank=0, world_size=1, seed=0)
+        assert torch.get_num_threads() == 2
+        for _ in b.train.epoch(0):
+            assert torch.get_num_threads() == 2
+        collect(b.val)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_gpu_pipeline_matches_cpu(betons, ranks):

@@ -119,3 +119,24 @@ def test_corrupt_image_stops_the_run_naming_it(tmp_path):
               "--splits", "train", "--workers", "2"])
     assert "--on-bad-image skip" in str(e.value)
     assert list((tmp_path / "out").iterdir()) == []  # no file, no temporary left behind
+
+
+@pytest.mark.timeout(90, method="signal")  # signal: the writer's finally still ends its processes
+def test_writer_dying_after_its_last_image_stops_the_run(tmp_path, monkeypatch):
+    """A writer process that fails writing its last page (as on a full disk) once every image has
+    been counted: the run stops with an error instead of waiting forever for its allocations."""
+    import time
+
+    from ffcv.memory_allocator import MemoryAllocator
+
+    from tleg_dist.data import DataError
+
+    def fail_last_flush(self, *exc):  # runs in the (forked) writer process
+        time.sleep(0.5)  # the last image is counted by now
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(MemoryAllocator, "__exit__", fail_last_flush)
+    with pytest.raises(DataError, match="writer process died"):
+        main(["--source", "fashion_mnist", "--out-dir", str(tmp_path), "--splits", "val", "--limit", "40",
+              "--workers", "1"])
+    assert list(tmp_path.iterdir()) == []  # no file, no temporary left behind

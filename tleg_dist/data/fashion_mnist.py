@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import gzip
+import zlib
 from pathlib import Path
 from typing import Optional
 
@@ -42,7 +43,12 @@ def _find(root: Path, name: str) -> Path:
 
 @functools.lru_cache(maxsize=8)
 def _read_idx_cached(path: str, mtime_ns: int, size: int) -> torch.Tensor:
-    raw = gzip.decompress(Path(path).read_bytes()) if path.endswith(".gz") else Path(path).read_bytes()
+    raw = Path(path).read_bytes()
+    if path.endswith(".gz"):
+        try:
+            raw = gzip.decompress(raw)
+        except (EOFError, OSError, zlib.error) as e:  # cut off (EOFError) or not gzip (BadGzipFile)
+            raise DataError(f"{path}: not a readable gzip file (truncated?): {e}") from e
     if len(raw) < 4 or raw[0] or raw[1] or raw[2] != 0x08:
         raise DataError(f"{path}: not an unsigned-byte idx file")
     ndim = raw[3]

@@ -203,6 +203,7 @@ def _subset(path: Path, info: dict, cfg: DataConfig, limit: Optional[int]):
 def build_ffcv_data(cfg: DataConfig, arch: ViTArch, *, rank: int, world_size: int, seed: int,
                     device: Optional[torch.device] = None) -> DataBundle:
     """The FFCV `DataBundle`. On a CUDA machine batches arrive on the current GPU (normalised there)."""
+    threads = torch.get_num_threads()  # importing ffcv and building a Loader set it to FFCV's worker count
     require_ffcv()
     if cfg.train_path is None or cfg.val_path is None:
         raise DataError("data.format=ffcv needs data.train_path and data.val_path (.beton files from "
@@ -231,4 +232,5 @@ def build_ffcv_data(cfg: DataConfig, arch: ViTArch, *, rank: int, world_size: in
                             output(tlut), seed=seed, rank=rank, world_size=world_size, device=device)
     val = FFCVVal(vpath, vkeep, cfg, _pipelines(False, cfg, size, mean, std, float(vinfo["eval_crop"]), device),
                   output(vlut), rank=rank, world_size=world_size)
+    torch.set_num_threads(threads)  # the trainer's own, as _iterate restores it after every batch
     return DataBundle(train=train, val=val, num_classes=k)

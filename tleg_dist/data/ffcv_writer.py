@@ -9,6 +9,7 @@ import ctypes
 import json
 import logging
 import multiprocessing as mp
+import queue
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -135,19 +136,30 @@ def _writer_class():
             procs = [mp.Process(target=work_fn, args=args) for _ in range(self.num_workers)]
             for p in procs:
                 p.start()
+
+            def check_alive():
+                dead = [p for p in procs if p.exitcode not in (None, 0)]
+                if dead:
+                    raise DataError(f"an FFCV writer process died (exit code {dead[0].exitcode}); "
+                                    "see its traceback above (an image larger than the page? "
+                                    "raise --page-size-mib or set --max-side; a full disk?)")
+
             try:
                 with tqdm(total=num_samples, desc=self.desc, unit="img", file=sys.stderr, mininterval=1.0) as bar:
                     while bar.n < num_samples:
                         time.sleep(0.1)
                         bar.update(done.value - bar.n)
-                        dead = [p for p in procs if p.exitcode not in (None, 0)]
-                        if dead:
-                            raise DataError(f"an FFCV writer process died (exit code {dead[0].exitcode}); "
-                                            "see its traceback above (an image larger than the page? "
-                                            "raise --page-size-mib or set --max-side)")
+                        check_alive()
                 table = []
                 for _ in procs:
-                    table.extend(allocations.get())
+                    # A process still writes its last page after its last image is counted: it can
+                    # die there too (a full disk), and then never sends its allocations.
+                    while True:
+                        try:
+                            table.extend(allocations.get(timeout=0.5))
+                            break
+                        except queue.Empty:
+                            check_alive()
                 for p in procs:
                     p.join()
                 self.finalize(table)

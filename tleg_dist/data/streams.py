@@ -123,7 +123,10 @@ def dataloader_loader(dataset: Dataset, num_workers: int, *, even: bool = False)
                 skipped += len(bad)
                 if x is not None and even and len(x) % 2:
                     x, y = x[:-1], y[:-1]
-                if x is None or len(x) == 0:
+                    if len(x) == 0:
+                        raise DataError(f"one image of a batch was readable, and mixup/cutmix need pairs: "
+                                        f"{len(bad)} unreadable, e.g. {bad[0]}")
+                if x is None:
                     raise DataError(f"every image of a batch was unreadable, e.g. {bad[0]}")
                 yield x, y
         finally:
