@@ -145,6 +145,12 @@ def test_trainable_params_are_learngene_and_shared(toy_arch):
         sum(p.numel() for p in aux.parameters())
 
 
+@pytest.mark.parametrize("field", ["embed_dim", "num_heads", "patch_size", "img_size", "mlp_ratio", "num_classes"])
+def test_arch_refuses_a_size_below_one_by_name(field):
+    with pytest.raises(ValueError, match=f"{field}=0: must be > 0"):  # not a ZeroDivisionError
+        ViTArch(**{field: 0})
+
+
 def test_aux_rejects_depth_zero(toy_arch):
     with pytest.raises(ValueError, match="depth"):
         AuxNet(toy_arch, depth=0)

@@ -171,7 +171,7 @@ def arch_from_metadata(meta: dict[str, str], where: str) -> tuple[ViTArch, int]:
     try:
         fields = {k: json.loads(meta[k]) for k in ARCH_FIELDS}
         return ViTArch(**fields), int(meta["aux_depth"])
-    except (KeyError, ValueError, TypeError, ZeroDivisionError) as e:  # a 0 head count or patch size parses
+    except (KeyError, ValueError, TypeError) as e:
         raise LearngeneFileError(f"{where}: bad or missing architecture metadata ({e})") from e
 
 

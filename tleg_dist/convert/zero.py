@@ -53,7 +53,7 @@ def open_checkpoint(path: str | Path, tag: str | None = None, stage: str | None 
     where = tag_dir / checkpoints.MARKER
     try:
         arch, depth = ViTArch(**meta["arch"]), int(meta["depth"])
-    except (KeyError, TypeError, ValueError, ZeroDivisionError) as e:  # a 0 head count or patch size
+    except (KeyError, TypeError, ValueError) as e:
         raise ConvertError(f"{where}: bad architecture metadata ({e})") from None
     if depth < 1:
         raise ConvertError(f"{where}: depth must be >= 1, got {depth}")

@@ -53,8 +53,8 @@ def budget_updates(images: float, cfg: RunConfig, ranks: int = 1, warmup: float 
     """(images it will see, config updates) for training exactly `images` (rounded up to a step),
     the first `warmup` fraction of them warming up (0: as the recipe says).
 
-    Only one evaluation, at the end: an earlier one would be reported if max_steps stopped
-    the run mid-epoch, and the final weights are what each init is judged on.
+    Only one evaluation, of the final weights (what each init is judged on), which the trainer
+    makes when max_steps ends the run; evaluations at epoch ends before it would only cost time.
     """
     steps = steps_for(images, cfg, ranks)
     epochs = math.ceil(steps / steps_per_epoch(cfg, ranks))

@@ -30,6 +30,9 @@ class ViTArch:
     qkv_bias: bool = True
 
     def __post_init__(self):
+        bad = [f"{k}={v}" for k, v in asdict(self).items() if not isinstance(v, bool) and v <= 0]
+        if bad:  # before the divisions below: a file or marker may say 0
+            raise ValueError(f"{', '.join(bad)}: must be > 0")
         if self.embed_dim % self.num_heads:
             raise ValueError(f"embed_dim={self.embed_dim} is not divisible by num_heads={self.num_heads}")
         if self.img_size % self.patch_size:
