@@ -220,3 +220,63 @@ def test_ablation_runs_stay_out_of_the_cells(tmp_path):
     assert "| 2 | 9 | 70.50 ± 0.71 |" in report.table(recs)
     doc = json.loads(report.write(tmp_path, recs)["json"].read_text())
     assert [r["name"] for r in doc["des"]] == ["s0", "s1"] and [r["name"] for r in doc["ablations"]] == ["lr"]
+
+
+
+def _fake_slurm(tmp_path, chain, sacct_sees_cancel):
+    """Jobs named by `chain` (each needs the one before) and an executor standing in for Slurm:
+    every job is queued at once, the first fails, the others pend behind it until cancelled.
+    sacct_sees_cancel: whether a cancelled job reads as ended on the same poll (else later)."""
+    from tleg_dist.plans.executors import Handle
+
+    base = config_lib.load(RECIPE)
+    jobs = [Job(n, derive(base, {"output_dir": tmp_path / n}), [Input("model.pretrained", chain[k - 1], "weights")]
+                if k else []) for k, n in enumerate(chain)]
+
+    class Paths:
+        stderr = tmp_path / "log.err"
+
+        class result_pickle:  # noqa: N801 - stands in for a path
+            @staticmethod
+            def exists():
+                return False
+
+    class Sub:
+        num_tasks, paths = 1, Paths
+
+        def __init__(self, name):
+            self.job_id, self.name, self.cancelled, self.polls = f"id-{name}", name, False, 0
+
+        @property
+        def state(self):
+            return "FAILED" if self.name == chain[0] else "CANCELLED" if self.cancelled else "PENDING"
+
+        def done(self):
+            self.polls += 1
+            assert self.polls < 50, f"{self.name} waited on forever: Slurm never starts it, its input is gone"
+            return self.name == chain[0] or (self.cancelled and sacct_sees_cancel)
+
+        def exception(self):
+            return "RuntimeError: boom" if self.name == chain[0] else None
+
+        def cancel(self, check=False):
+            self.cancelled = True
+
+    class Slurm:
+        name, capacity, queues_ahead = "slurm", 10, True
+
+        def submit(self, jobs, dirs, after):
+            return [Handle(j, Sub(j.name)) for j in jobs]
+
+    return jobs, Slurm()
+
+
+def test_a_failed_slurm_job_cancels_every_job_queued_behind_it_not_only_the_next(tmp_path):
+    """teacher -> aux -> des on Slurm, all queued at once (afterok). When the teacher fails,
+    Slurm never starts aux nor des (their dependency can never be satisfied): both must be
+    cancelled and reported, or the launcher waits on des forever."""
+    jobs, slurm = _fake_slurm(tmp_path, ["teacher", "aux", "des"], sacct_sees_cancel=False)
+    lines = []
+    out = execute(jobs, slurm, tmp_path / "plan", echo=lines.append, poll_s=0)
+    assert list(out.failed) == ["teacher"] and sorted(out.blocked) == ["aux", "des"], lines
+    assert "[plan] des: cancelled, it needs aux" in lines

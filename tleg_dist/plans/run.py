@@ -210,12 +210,15 @@ class _Scheduler:
         self.echo(f"[plan] {h.job.name}: FAILED{where}\n" + "\n".join("    " + line for line in
                                                                      self.failed[h.job.name].splitlines())
                   + (f"\n    log: {h.log}" if h.log else ""))
-        for other in list(self.running):  # queued behind it on Slurm: they would wait forever
-            if h.job.name in other.job.needs:
-                other.cancel()
-                self.running.remove(other)
-                self.blocked.append(other.job.name)
-                self.echo(f"[plan] {other.job.name}: cancelled, it needs {h.job.name}")
+        lost = {h.job.name}
+        # Queued behind it on Slurm, directly or through another queued job: they would wait forever.
+        while behind := next(((o, n) for o in self.running for n in o.job.needs if n in lost), None):
+            other, need = behind
+            other.cancel()
+            self.running.remove(other)
+            self.blocked.append(other.job.name)
+            lost.add(other.job.name)
+            self.echo(f"[plan] {other.job.name}: cancelled, it needs {need}")
 
     def _write_index(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
