@@ -59,7 +59,7 @@ def _main(argv) -> int:
     t0 = time.time()
     with cli.usage():
         x = experiment.load(args.config, args.overrides, smoke=args.smoke)
-        plan = experiment.build(x, smoke=args.smoke)
+        plan = experiment.build(x, smoke=args.smoke, ranks=launch.ranks_per_job(x, args))
     if args.dry_run:
         for j in plan:
             print(f"{j.name:50s} {j.labels['planned_images']:>9,} images -> {j.out}")

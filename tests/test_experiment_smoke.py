@@ -274,3 +274,31 @@ def test_smoke_experiment_end_to_end(tmp_path):
     s4 = json.loads((tmp_path / "rebuilt" / "summary.json").read_text())
     assert s4["complete"] and s4["records"] == s3["records"] and s4["comparisons"] == s3["comparisons"]
     assert s4["storage"]["storage"] == s3["storage"]["storage"] and "source" in s4["storage"]
+
+
+@pytest.mark.parametrize("where", [["--executor", "local"], ["--cluster"]])
+def test_budgets_count_the_ranks_each_job_trains_on(tmp_path, monkeypatch, where):
+    """resources.tasks_per_job=2: every job trains on 2 ranks (DeepSpeed across its tasks), so its
+    max_steps must see the planned images with 2 ranks, or each run sees twice its budget and
+    the report refuses every finished run."""
+    monkeypatch.syspath_prepend(str(ROOT / "launchers"))
+    import experiment as launcher
+
+    from tleg_dist.plans import executors, launch as plan_launch
+
+    class Planned(Exception):
+        pass
+
+    def capture(plan, recipe, args, earlier=()):
+        raise Planned(plan)
+
+    monkeypatch.setattr(plan_launch, "run", capture)
+    monkeypatch.setattr(executors.shutil, "which", lambda name: "/usr/bin/" + name)  # no Slurm is reached
+    with pytest.raises(Planned) as planned:
+        launcher.main(["--config", str(RECIPE), "--smoke", *where, "resources.tasks_per_job=2",
+                       f"output_dir={tmp_path / 'runs'}", f"results_dir={tmp_path / 'results'}"])
+    for j in planned.value.args[0]:
+        seen = budget.stage_images(j.cfg, ranks=2)  # what the trainer will count on 2 ranks
+        assert j.labels["planned_images"] == seen, j.name
+        if j.labels["kind"] != "teacher":  # and the schedule ends with the budget
+            assert j.cfg.optim.schedule_steps * budget.images_per_step(j.cfg, world_size=2) == seen, j.name

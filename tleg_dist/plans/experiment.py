@@ -115,9 +115,10 @@ def load(path: str | Path, overrides: list[str] = (), smoke: bool = False) -> Ex
 
 
 class _Builder:
-    def __init__(self, x: ExperimentRecipe, smoke: bool):
+    def __init__(self, x: ExperimentRecipe, smoke: bool, ranks: int | None):
         self.x, self.extra = x, list(x.smoke.stages) if smoke else []
-        self.ranks = int(os.environ.get("WORLD_SIZE", "1"))  # the stages run one after another on these ranks
+        # Each job trains on these ranks (default: in-process, one stage after another on this world's).
+        self.ranks = ranks or int(os.environ.get("WORLD_SIZE", "1"))
         self.root, self.jobs = Path(x.output_dir).resolve(), []
         self.teachers: dict[str, Job] = {}
 
@@ -176,8 +177,9 @@ def _slug(ablation: str) -> str:
     return "" if not ablation else "_" + ablation.replace("=", "").replace(".", "p")
 
 
-def build(x: ExperimentRecipe, smoke: bool = False) -> list[Job]:
-    b = _Builder(x, smoke)
+def build(x: ExperimentRecipe, smoke: bool = False, ranks: int | None = None) -> list[Job]:
+    """The plan; ranks: those each job trains on (launch.ranks_per_job), which budgets count."""
+    b = _Builder(x, smoke, ranks)
     aux_depth = x.aux.load().model.depth
     if max(x.depths) > aux_depth:
         raise ConfigError(f"depths: truncated, heur_lg and the Aux-Net need depths <= the aux depth {aux_depth}, "

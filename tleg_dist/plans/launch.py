@@ -5,6 +5,7 @@ plan, and the results it writes and prints."""
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 from typing import Annotated, TypeVar
 
@@ -59,6 +60,17 @@ def add_arguments(p: argparse.ArgumentParser, default: str) -> None:
     p.add_argument("--no-wait", dest="wait", action="store_false", help="with --cluster: submit and return")
     p.add_argument("--poll", type=float, default=1.0, help="seconds between status checks")
     p.add_argument("--progress-every", type=float, default=30.0, help="seconds between progress lines")
+
+
+def ranks_per_job(recipe: PlanRecipe, args: argparse.Namespace) -> int:
+    """The ranks each job trains on: its tasks where an executor starts them (local processes,
+    Slurm tasks: see executors.py), else the ranks of this process's world (in-process)."""
+    r = recipe.resources
+    if args.cluster or args.executor == "slurm":
+        return r.nodes * max(1, r.tasks_per_job // r.nodes)
+    if args.executor == "local":
+        return r.tasks_per_job
+    return int(os.environ.get("WORLD_SIZE", "1"))
 
 
 def run(plan: list[Job], recipe: PlanRecipe, args: argparse.Namespace, earlier: list[dict] = ()) -> Outcome:
