@@ -49,6 +49,7 @@ def test_recipe_errors_name_the_key(tmp_path):
     base = {"learngene": "x", "finetune_recipe": "y", "depths": [2], "output_dir": "o"}
     for bad, culprit in (({"resources": {"gpus": 1}}, "resources.gpus: unknown key"), ({"depths": [2, 2]}, "depths"),
                          ({"resources": {"parallelism": 0}}, "resources.parallelism"),
+                         ({"resources": {"nodes": 2, "tasks_per_job": 3}}, "3 is not a multiple of resources.nodes=2"),
                          ({"overrides": ["train.epochs"]}, "not of the form")):
         with pytest.raises(ConfigError, match=culprit):
             config_lib.validate(sweep.SweepRecipe, {**base, **bad}, "<test>")

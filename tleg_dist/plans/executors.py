@@ -16,7 +16,7 @@ import traceback
 from pathlib import Path
 from typing import Optional
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from tleg_dist.config import Section
 from tleg_dist.plans.job import Job, JobCall, run_job
@@ -27,7 +27,7 @@ class ResourcesConfig(Section):
     """What one job gets. A job with several tasks runs DeepSpeed across them."""
 
     nodes: int = Field(1, ge=1)
-    tasks_per_job: int = Field(1, ge=1, description="ranks per job (all on one node unless nodes > 1)")
+    tasks_per_job: int = Field(1, ge=1, description="ranks per job, split evenly over its nodes")
     gpus_per_task: int = Field(0, ge=0, description="0 on CPU-only allocations")
     cpus_per_task: int = Field(1, ge=1, description="also the torch thread count of each rank")
     mem_gb: Optional[float] = Field(None, gt=0)
@@ -39,6 +39,13 @@ class ResourcesConfig(Section):
     qos: Optional[str] = None
     slurm_additional: dict[str, str] = Field(default_factory=dict, description="extra sbatch options")
     parallelism: int = Field(2, ge=1, description="jobs running at once (per Slurm array, or locally)")
+
+    @model_validator(mode="after")
+    def _even(self):
+        if self.tasks_per_job % self.nodes:  # Slurm would start another rank count than budgets assume
+            raise ValueError(f"resources.tasks_per_job={self.tasks_per_job} is not a multiple of "
+                             f"resources.nodes={self.nodes} (each node runs as many ranks)")
+        return self
 
 
 class Handle:
@@ -162,7 +169,7 @@ class Slurm(_Submitit):
 
         r = self.r
         ex = submitit.AutoExecutor(folder=self.folder, cluster="slurm", slurm_max_num_timeout=r.max_requeues)
-        per_node = max(1, r.tasks_per_job // r.nodes)
+        per_node = r.tasks_per_job // r.nodes
         extra = {f"slurm_{k}": v for k, v in (("partition", r.partition), ("account", r.account), ("qos", r.qos)) if v}
         sbatch = dict(r.slurm_additional)
         if after:

@@ -64,12 +64,9 @@ def add_arguments(p: argparse.ArgumentParser, default: str) -> None:
 
 def ranks_per_job(recipe: PlanRecipe, args: argparse.Namespace) -> int:
     """The ranks each job trains on: its tasks where an executor starts them (local processes,
-    Slurm tasks: see executors.py), else the ranks of this process's world (in-process)."""
-    r = recipe.resources
-    if args.cluster or args.executor == "slurm":
-        return r.nodes * max(1, r.tasks_per_job // r.nodes)
-    if args.executor == "local":
-        return r.tasks_per_job
+    Slurm tasks), else the ranks of this process's world (in-process)."""
+    if args.cluster or args.executor != "in-process":
+        return recipe.resources.tasks_per_job
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 
