@@ -135,6 +135,20 @@ def test_finished_jobs_are_reused_and_foreign_ones_refused(learngene, tmp_path):
     assert run_folder.read_summary(jobs[0].out) is None
 
 
+def test_a_report_of_finished_runs_refuses_a_run_of_another_config(learngene, tmp_path):
+    """--report-only (collect) must not report a run the recipe has changed since as the plan's."""
+    from tleg_dist.plans.run import collect
+
+    jobs = sweep.build(_sweep(learngene, tmp_path))
+    jobs[0].out.mkdir(parents=True)
+    mine = {"status": "completed", "fingerprint": run_folder.fingerprint(jobs[0].cfg), "val_top1": 50.0}
+    run_folder.write_summary(jobs[0].out, mine)
+    assert [r["top1"] for r in collect(jobs)] == [50.0]
+    run_folder.write_summary(jobs[0].out, {**mine, "fingerprint": "other"})
+    with pytest.raises(ConfigError, match="different config"):
+        collect(jobs)
+
+
 def test_a_learngene_that_does_not_fit_is_refused_before_anything_runs(learngene, tmp_path):
     with pytest.raises(Exception, match="embed_dim"):
         sweep.build(_sweep(learngene, tmp_path, overrides=["model.embed_dim=64"]))

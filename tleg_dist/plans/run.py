@@ -40,8 +40,14 @@ class Outcome:
 
 def collect(plan: list[Job], earlier: list[dict] = ()) -> list[dict]:
     """Records of the planned jobs that have finished (no training), in plan order; a job whose
-    run folder has none may come from `earlier` (see reusable)."""
-    done = {j.name: record(j, s) for j in plan if (s := run_folder.finished(j.out)) is not None}
+    run folder has none may come from `earlier` (see reusable). A run of another config than the
+    plan's is refused, as execute() does, wherever its inputs are there to tell."""
+    dirs = {j.name: j.out for j in plan}
+    done = {}
+    for j in plan:
+        if (s := run_folder.finished(j.out)) is not None:
+            inputs_there = all(run_folder.finished(dirs[n]) is not None for n in j.needs)
+            done[j.name] = record(j, up_to_date(j, dirs) if inputs_there else s)
     done.update(reusable([j for j in plan if j.name not in done], earlier))
     return [done[j.name] for j in plan if j.name in done]
 
