@@ -194,6 +194,19 @@ def test_results_table_csv_json_and_plot(tmp_path):
     assert paths["png"].read_bytes()[:4] == b"\x89PNG"
 
 
+def test_a_plan_where_every_job_failed_still_reports_them(tmp_path, capsys):
+    from tleg_dist.plans.run import Outcome
+
+    (tmp_path / "results.md").write_text("# an older report\n")
+    outcome = Outcome([], {"teacher": "ValueError: no data"}, ["learngene"], planned=2)
+    assert launch.write_results(outcome, tmp_path, "demo") == 1
+    md = (tmp_path / "results.md").read_text()
+    assert "PARTIAL: 0 of 2" in md and "FAILED teacher: ValueError: no data" in md and "older" not in md
+    assert "[plan] FAILED: ['teacher']; not run: ['learngene']" in capsys.readouterr().out
+    assert launch.write_results(Outcome([], planned=2), tmp_path / "detached", "demo") == 0  # --no-wait
+    assert not (tmp_path / "detached").exists()
+
+
 def test_shell_scripts_parse():
     for script in ("slurm/local-cluster.sh", "slurm/learngene.sh"):
         subprocess.run(["bash", "-n", script], cwd=ROOT, check=True)

@@ -80,11 +80,13 @@ def run(plan: list[Job], recipe: PlanRecipe, args: argparse.Namespace, earlier: 
 def write_results(outcome: Outcome, out_dir: Path, title: str, **report_options) -> int:
     """results.{md,json,csv,png}, the table printed; exit code 1 when a job failed or was not run.
     report_options: report.write's names, notes and plots."""
-    if not outcome.records:
-        return 0 if outcome.ok else 1
+    if not outcome.records and outcome.ok:
+        return 0  # nothing finished and nothing failed yet: a launch that did not wait (--no-wait)
+    # Also when every job failed: the report then lists them, and no older report stays behind.
     paths = report.write(out_dir, outcome.records, title, outcome.failed, outcome.blocked, outcome.planned,
                          **report_options)
-    print(report.table(outcome.records).rstrip(), flush=True)
+    if outcome.records:
+        print(report.table(outcome.records).rstrip(), flush=True)
     print(f"[plan] {len(outcome.records)}/{outcome.planned} jobs finished; results: {paths['md']} "
           f"(+ .json .csv .png)", flush=True)
     if not outcome.ok:
