@@ -4,6 +4,7 @@ report, and a plan with a failing job run in-process, then rerun half-finished."
 from __future__ import annotations
 
 import json
+import os
 import pickle
 import subprocess
 import sys
@@ -106,6 +107,30 @@ def test_job_pickles_and_checkpoint_requeues_itself(learngene, tmp_path):
     assert pickle.loads(pickle.dumps(call)) == call
     delayed = call.checkpoint()
     assert delayed.function is call and not delayed.args and not delayed.kwargs
+
+
+def test_a_job_runs_on_its_cpus_per_task_threads_whatever_the_launcher_had(learngene, tmp_path, monkeypatch):
+    import submitit
+
+    from tleg_dist.plans import job as job_module
+
+    class Env:  # submitit's rendezvous, as in a one-task job
+        def export(self, **kwargs):
+            return type("Exported", (), {"rank": 0})()
+
+    seen = {}
+    monkeypatch.setattr(submitit.helpers, "TorchDistributedEnvironment", Env)
+    monkeypatch.setattr(job_module, "run_job", lambda job, dirs, is_main: seen.update(
+        env=os.environ["OMP_NUM_THREADS"], torch=torch.get_num_threads()) or {"status": "completed"})
+    monkeypatch.setattr(job_module, "record", lambda job, summary: summary)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # as the docs launch plans; sbatch passes it on
+    monkeypatch.chdir(ROOT)  # the call changes into its workdir; restored afterwards
+    threads = torch.get_num_threads()
+    try:
+        JobCall(sweep.build(_sweep(learngene, tmp_path))[0], {}, threads=3, workdir=str(ROOT))()
+    finally:
+        torch.set_num_threads(threads)
+    assert seen == {"env": "3", "torch": 3}
 
 
 def test_fingerprint_ignores_where_but_not_what(learngene, tmp_path):

@@ -144,8 +144,9 @@ class JobCall:
 
         os.chdir(self.workdir)
         os.environ.pop("TLEG_REQUEUE", None)  # submitit requeues; the trainer must not as well
-        os.environ.setdefault("OMP_NUM_THREADS", str(self.threads))
-        torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+        # resources.cpus_per_task, not an OMP_NUM_THREADS the launcher's shell passed on (sbatch exports it)
+        os.environ["OMP_NUM_THREADS"] = str(self.threads)
+        torch.set_num_threads(self.threads)
         # Rendezvous for the job's tasks (the port comes from the job id); devices stay visible.
         env = submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False, overwrite=True)
         preempt = ForwardPreemption().install()
