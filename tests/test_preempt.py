@@ -8,6 +8,7 @@ import pytest
 submitit = pytest.importorskip("submitit")
 
 from tleg_dist.training.preempt import ForwardPreemption, PreemptionFlag  # noqa: E402
+from tleg_dist.utils.errors import UserError  # noqa: E402
 
 
 @pytest.fixture
@@ -18,19 +19,13 @@ def restore_handlers():
         signal.signal(sig, handler)
 
 
-def test_submitit_signal_usr1_outside_training_reaches_submitit(monkeypatch, restore_handlers):
-    """SUBMITIT_PREEMPT_SIGNAL=USR1: with no trainer running, the forwarder's own handler is the
-    SIGUSR1 handler; it must pass the signal to submitit, not call itself until RecursionError."""
-    monkeypatch.setattr(submitit.JobEnvironment, "USR_SIG", "USR1")
-    got = []
-    signal.signal(signal.SIGUSR1, lambda signum, frame: got.append(signum))  # submitit's handler
-    forward = ForwardPreemption().install()
-    try:
-        os.kill(os.getpid(), signal.SIGUSR1)
-    finally:
-        forward.uninstall()
-    assert got == [signal.SIGUSR1]
-    assert not forward.received
+@pytest.mark.parametrize("sig", ["USR1", "TERM"])
+def test_submitit_signal_that_the_trainer_uses_is_refused_at_once(monkeypatch, sig):
+    """SUBMITIT_PREEMPT_SIGNAL=USR1 (or TERM): while training, the trainer's own handler would take
+    it and stop, and submitit would never requeue; the job says so when it starts instead."""
+    monkeypatch.setattr(submitit.JobEnvironment, "USR_SIG", sig)
+    with pytest.raises(UserError, match=f"SUBMITIT_PREEMPT_SIGNAL={sig}: the trainer stops on USR1 and TERM"):
+        ForwardPreemption()
 
 
 def test_submitit_signal_while_training_sets_the_trainer_flag(restore_handlers):

@@ -13,6 +13,8 @@ import os
 import signal
 import subprocess
 
+from tleg_dist.utils.errors import UserError
+
 log = logging.getLogger(__name__)
 
 SIGNALS = (signal.SIGUSR1, signal.SIGTERM)
@@ -57,6 +59,9 @@ class ForwardPreemption:
         import submitit
 
         self.sig = submitit.JobEnvironment._usr_sig()
+        if self.sig in SIGNALS:  # the trainer would take it, stop, and the job never be requeued
+            raise UserError(f"SUBMITIT_PREEMPT_SIGNAL={signal.Signals(self.sig).name[3:]}: the trainer stops on "
+                            f"USR1 and TERM itself, so submitit could not requeue the job; leave it unset (USR2)")
         self.received = False
         self._submitit = None
 
