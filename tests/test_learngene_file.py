@@ -73,6 +73,15 @@ def test_save_is_atomic_and_leaves_no_temp_file(saved):
     assert [p.name for p in saved.parent.iterdir()] == [saved.name]
 
 
+def test_a_folder_that_fails_half_way_leaves_no_folder_behind(tmp_path, tensors, toy_arch):
+    def card(config):
+        raise OSError("disk full")  # after the weights were written to their temporary file
+
+    with pytest.raises(OSError, match="disk full"):
+        lf.save_folder(tmp_path / "a" / "lg", tensors, toy_arch, 3, card=card)
+    assert list(tmp_path.iterdir()) == []  # neither the folder nor the parent it created
+
+
 def test_not_a_learngene(tmp_path):
     path = tmp_path / "model.safetensors"
     save_file({"w": torch.zeros(2)}, str(path), metadata={"format": "pt"})

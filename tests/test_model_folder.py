@@ -49,6 +49,14 @@ def test_a_state_that_does_not_fit_is_not_written(tmp_path, toy_arch):
     assert not (tmp_path / "m").exists()
 
 
+def test_a_write_that_fails_half_way_leaves_no_folder_behind(tmp_path, toy_arch, monkeypatch):
+    args = toy_arch.timm_kwargs(2)
+    monkeypatch.setattr(mf, "save_file", lambda *a, **k: (_ for _ in ()).throw(OSError("disk full")))
+    with pytest.raises(OSError, match="disk full"):
+        mf.write(tmp_path / "a" / "m", VisionTransformer(**args).state_dict(), args, preprocessing=PRE, card="")
+    assert list(tmp_path.iterdir()) == []  # neither the folder nor the parent it created
+
+
 def _edit(path, **changes):
     cfg = json.loads((path / "config.json").read_text())
     (path / "config.json").write_text(json.dumps({**cfg, **changes}))

@@ -14,7 +14,6 @@ here; this module owns the file names and the "tleg" fields.
 
 from __future__ import annotations
 
-import contextlib
 from pathlib import Path
 
 import torch
@@ -22,7 +21,7 @@ from safetensors import SafetensorError
 from safetensors.torch import save_file
 
 from tleg_dist.models.arch import SIZES
-from tleg_dist.utils.atomic import atomic_path, check_output
+from tleg_dist.utils.atomic import atomic_path, check_output, new_folders
 from tleg_dist.utils.errors import UserError
 from tleg_dist.utils.jsonio import read_json
 
@@ -68,21 +67,15 @@ def write(folder, state: dict[str, torch.Tensor], model_args: dict, *, preproces
 
     check_state(state, model_args, where)
     folder = Path(folder)
-    new_dir = not folder.exists()
-    paths = [check_output(folder / name, force) for name in (WEIGHTS, CONFIG, CARD)]
     tleg = {"format": FORMAT, "format_version": FORMAT_VERSION, **(info or {})}
-    try:
+    with new_folders(folder):  # check_output creates them: leave nothing behind
+        paths = [check_output(folder / name, force) for name in (WEIGHTS, CONFIG, CARD)]
         with atomic_path(paths[0]) as tw, atomic_path(paths[1]) as tc, atomic_path(paths[2]) as tr:
             save_file({k: v.detach().contiguous().cpu() for k, v in state.items()}, str(tw),
                       metadata={"format": "pt", "tleg_format": FORMAT})
             save_config_for_hf(_skeleton(model_args, preprocessing), str(tc), model_config={"tleg": tleg},
                                data_config=preprocessing)
             tr.write_text(card)
-    except BaseException:
-        if new_dir:  # check_output created it: leave nothing behind
-            with contextlib.suppress(OSError):
-                folder.rmdir()
-        raise
     return paths
 
 

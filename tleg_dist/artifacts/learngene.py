@@ -25,7 +25,7 @@ from tleg_dist.models.arch import ARCH_FIELDS, ViTArch
 from tleg_dist.models.des_net import des_state_from_learngene, shared_param_shapes
 from tleg_dist.models.keys import file_key, split_file_tensors
 from tleg_dist.models.learngene import block_param_shapes
-from tleg_dist.utils.atomic import atomic_path, check_output
+from tleg_dist.utils.atomic import atomic_path, check_output, new_folders
 from tleg_dist.utils.errors import UserError
 from tleg_dist.utils.jsonio import read_json
 
@@ -115,12 +115,13 @@ def save_folder(folder, tensors: dict[str, torch.Tensor], arch: ViTArch, aux_dep
     """FOLDER/{learngene.safetensors, config.json, README.md}; `card(config)` renders the README. All or nothing."""
     folder = Path(folder)
     validate(tensors, arch, str(folder / FOLDER_WEIGHTS))
-    paths = [check_output(folder / name, force) for name in (FOLDER_WEIGHTS, CONFIG, CARD)]
     config = folder_config(metadata(arch, aux_depth, extra))
-    with atomic_path(paths[0]) as tw, atomic_path(paths[1]) as tc, atomic_path(paths[2]) as tr:
-        _write(tw, tensors, arch, aux_depth, extra)
-        tc.write_text(json.dumps(config, indent=1) + "\n")
-        tr.write_text(card(config))
+    with new_folders(folder):  # check_output creates them: leave nothing behind
+        paths = [check_output(folder / name, force) for name in (FOLDER_WEIGHTS, CONFIG, CARD)]
+        with atomic_path(paths[0]) as tw, atomic_path(paths[1]) as tc, atomic_path(paths[2]) as tr:
+            _write(tw, tensors, arch, aux_depth, extra)
+            tc.write_text(json.dumps(config, indent=1) + "\n")
+            tr.write_text(card(config))
     return paths
 
 

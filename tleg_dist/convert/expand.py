@@ -18,7 +18,7 @@ from tleg_dist import model_card, model_folder
 from tleg_dist.artifacts import learngene as learngene_file
 from tleg_dist.convert import ConvertError
 from tleg_dist.data.preprocessing import eval_preprocessing
-from tleg_dist.utils.atomic import check_output
+from tleg_dist.utils.atomic import check_output, new_folders
 
 
 def run(a: argparse.Namespace) -> None:
@@ -46,24 +46,19 @@ def expand(learngene, outputs: dict[int, Path], *, force: bool = False) -> list[
     lg = learngene_file.load(learngene)
     preprocessing = learngene_file.preprocessing(lg) or eval_preprocessing(None, lg.arch.in_chans)
     source = model_card.learngene_source(learngene)
-    # Folders this command creates (deepest first), removed again if it fails.
-    new_dirs = sorted({p for _, f in targets for p in (f, *f.parents) if not p.exists()},
-                      key=lambda p: len(p.parts), reverse=True)
     written: list[Path] = []
-    try:
-        for depth, folder in targets:
-            model_args = lg.arch.timm_kwargs(depth)
-            card = model_card.des_net_card(model_args, preprocessing, learngene=source)
-            info = {"stage": "expanded", "depth": depth, "aux_depth": lg.aux_depth,
-                    "source_learngene": source["file"], "source_sha256": source["sha256"]}
-            written += model_folder.write(folder, lg.des_state(depth), model_args, preprocessing=preprocessing,
-                                          card=card, info=info, force=True)
-    except BaseException:
-        for path in written:  # an earlier depth's folder is complete, but the command failed as a whole
-            with contextlib.suppress(OSError):
-                path.unlink()
-        for folder in new_dirs:
-            with contextlib.suppress(OSError):
-                folder.rmdir()
-        raise
+    with new_folders(*(f for _, f in targets)):  # removed again, emptied, if the command fails
+        try:
+            for depth, folder in targets:
+                model_args = lg.arch.timm_kwargs(depth)
+                card = model_card.des_net_card(model_args, preprocessing, learngene=source)
+                info = {"stage": "expanded", "depth": depth, "aux_depth": lg.aux_depth,
+                        "source_learngene": source["file"], "source_sha256": source["sha256"]}
+                written += model_folder.write(folder, lg.des_state(depth), model_args, preprocessing=preprocessing,
+                                              card=card, info=info, force=True)
+        except BaseException:
+            for path in written:  # an earlier depth's folder is complete, but the command failed as a whole
+                with contextlib.suppress(OSError):
+                    path.unlink()
+            raise
     return written

@@ -48,6 +48,21 @@ def atomic_path(path: str | os.PathLike):
             os.unlink(tmp)
 
 
+@contextlib.contextmanager
+def new_folders(*folders: str | os.PathLike):
+    """Within: if the block fails, the folders it was to fill that did not exist before (parents
+    included) are removed again, deepest first; all-or-nothing writers have left them empty."""
+    new = sorted({p for f in folders for p in (Path(f), *Path(f).parents) if not p.exists()},
+                 key=lambda p: len(p.parts), reverse=True)
+    try:
+        yield
+    except BaseException:
+        for folder in new:
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        raise
+
+
 def link_or_copy(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
     """`dst` becomes the same file as `src` (a hard link, or a copy across file systems), atomically."""
     src, dst = Path(src), Path(dst)
