@@ -318,8 +318,12 @@ def _fake_slurm(tmp_path, chain, sacct_sees_cancel):
     class Slurm:
         name, capacity, queues_ahead = "slurm", 10, True
 
+        def __init__(self):
+            self.subs = {}  # job name -> its stand-in Slurm job, to see which were cancelled
+
         def submit(self, jobs, dirs, after):
-            return [Handle(j, Sub(j.name)) for j in jobs]
+            subs = [self.subs.setdefault(j.name, Sub(j.name)) for j in jobs]
+            return [Handle(j, s) for j, s in zip(jobs, subs)]
 
     return jobs, Slurm()
 
@@ -333,3 +337,5 @@ def test_a_failed_slurm_job_cancels_every_job_queued_behind_it_not_only_the_next
     out = execute(jobs, slurm, tmp_path / "plan", echo=lines.append, poll_s=0)
     assert list(out.failed) == ["teacher"] and sorted(out.blocked) == ["aux", "des"], lines
     assert "[plan] des: cancelled, it needs aux" in lines
+    # really cancelled on Slurm (scancel), not only reported as such: else both stay queued for ever
+    assert {n: s.cancelled for n, s in slurm.subs.items()} == {"teacher": False, "aux": True, "des": True}
