@@ -175,8 +175,12 @@ def test_a_report_of_finished_runs_refuses_a_run_of_another_config(learngene, tm
 
 
 def test_a_learngene_that_does_not_fit_is_refused_before_anything_runs(learngene, tmp_path):
-    with pytest.raises(Exception, match="embed_dim"):
+    # The learngene check's own error (a one-line user error naming the file and the field), not any
+    # exception that happens to mention embed_dim (a recipe error about it would have matched too).
+    with pytest.raises(learngene_file.LearngeneFileError,
+                       match=f"learngene {learngene} does not fit model: embed_dim: file has 32, recipe wants 64$"):
         sweep.build(_sweep(learngene, tmp_path, overrides=["model.embed_dim=64"]))
+    assert not (tmp_path / "sweep").exists()
 
 
 def test_local_jobs_cannot_detach(learngene, tmp_path):
