@@ -59,7 +59,9 @@ def test_augmentation_same_for_any_worker_count_and_on_resume(tmp_path):
     assert len(e0) == len(e2) == 4
     for (x0, y0), (x2, y2) in zip(e0, e2):
         assert torch.equal(x0, x2) and torch.equal(y0, y2)
-    for (x, y), (xt, yt) in zip(e0[2:], epoch_tensors(b2, 1, start=2)):
+    resumed = epoch_tensors(b2, 1, start=2)
+    assert len(resumed) == len(e0) - 2  # the whole tail: zip alone would compare nothing if it were empty
+    for (x, y), (xt, yt) in zip(e0[2:], resumed):
         assert torch.equal(x, xt) and torch.equal(y, yt)
     # Augmentation really is random across epochs and seeds.
     assert not torch.equal(e0[0][0], epoch_tensors(b0, 2)[0][0])
