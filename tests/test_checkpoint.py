@@ -63,6 +63,8 @@ def test_marker_written_by_one_owner_is_found_by_trainer_and_converter(tmp_path)
                                            ({"stage": "pretrain"}, "unknown stage")])
 def test_check_meta_refuses_what_it_does_not_know(tmp_path, change, words):
     write_marker(tmp_path, {"stage": "learngene", "global_step": 1, **change})
-    assert complete_tags(tmp_path.parent)  # still complete: only a reader that converts needs to know it
+    # still complete: only a reader that converts needs to know it. This very folder must be listed:
+    # tmp_path.parent also holds the other parametrisation's folder, so any non-empty answer would pass.
+    assert (1, tmp_path.name) in complete_tags(tmp_path.parent)
     with pytest.raises(CheckpointError, match=words):
         check_meta(tmp_path)
