@@ -85,8 +85,9 @@ def test_bugs_keep_their_traceback_and_tleg_traceback_shows_all(tmp_path, monkey
 def test_return_value_is_the_exit_code():
     assert cli.run(lambda code: code, 5) == 5
     assert cli.run(lambda: ["written.beton"]) == cli.EXIT_OK  # write_ffcv's main returns its files
-    with pytest.raises(SystemExit):  # argparse has printed its usage; its code 2 stands
+    with pytest.raises(SystemExit) as e:  # argparse has printed its usage; its code 2 stands
         convert_main(["no-such-command"])
+    assert e.value.code == cli.EXIT_USAGE == 2
 
 
 def test_bad_flag_to_write_ffcv_is_a_usage_error(tmp_path, capsys):
