@@ -237,7 +237,10 @@ def test_pickled_code_is_refused_unless_allowed(ckpts, tmp_path, capsys):
 def test_zero0_master_weights_are_only_named_when_unambiguous():
     a, b = torch.randn(3), torch.randn(4)
     module = {"a": a.bfloat16(), "b": b.bfloat16()}
-    assert set(_fp32_masters([[b, a]], module)) == {"a", "b"}  # any group order
+    named = _fp32_masters([[b, a]], module)
+    assert set(named) == {"a", "b"}  # any group order
+    # each name gets its fp32 master (full precision), not the module's bf16 tensor cast back
+    assert named["a"].dtype == torch.float32 and torch.equal(named["a"], a) and torch.equal(named["b"], b)
     assert _fp32_masters([[a, b.neg()]], module) == {}  # b's master does not round to b
     twins = {"a": a.bfloat16(), "c": a.bfloat16()}
     assert _fp32_masters([[a, a + 1e-4]], twins) == {}  # identical bf16 twins: ambiguous
