@@ -277,7 +277,7 @@ parse_nodes() {  # args -> NODES
     NODES=${TLEG_SLURM_NODES:-1}
     while (($#)); do
         case $1 in
-            --nodes) NODES=${2:-}; shift 2 || true ;;
+            --nodes) NODES=${2:-}; shift $(($# >= 2 ? 2 : 1)) ;;
             --nodes=*) NODES=${1#--nodes=}; shift ;;
             *) die "unknown option $1 (expected --nodes N)" ;;
         esac
