@@ -27,3 +27,46 @@ def test_local_cluster_nodes_option_without_a_value_is_an_error_not_a_hang():
     r = subprocess.run(["bash", "-c", prog, "sh", "--nodes"], capture_output=True, text=True, timeout=10,
                        env={"PATH": "/usr/bin:/bin"})
     assert r.returncode == 1 and "--nodes: expected a number" in r.stderr
+
+
+def _fake_slurm(tmp_path: Path, srun_body: str) -> tuple[dict, Path]:
+    """An environment in which slurm/learngene.sh finds a stub srun and scontrol, and nothing else of
+    Slurm's: PATH holds only links to the few tools the script needs, so no real Slurm command runs."""
+    bin_ = tmp_path / "bin"
+    bin_.mkdir()
+    for tool in ("mkdir", "date", "head", "stat", "tail", "grep", "sed", "seq"):
+        (bin_ / tool).symlink_to(subprocess.run(["bash", "-c", f"type -P {tool}"], capture_output=True, text=True,
+                                                check=True).stdout.strip())
+    requeued = tmp_path / "requeued"
+    stubs = {"srun": srun_body,
+             "scontrol": f'case $1 in show) echo node1 ;; requeue) echo "$2" >>{requeued} ;; *) exit 1 ;; esac',
+             "python": "exit 0"}
+    for name, body in stubs.items():
+        (bin_ / name).write_text(f"#!/bin/bash\n{body}\n")
+        (bin_ / name).chmod(0o755)
+    env = {"PATH": str(bin_), "SLURM_JOB_ID": "4242", "SLURM_JOB_NODELIST": "node1", "TLEG_REPO": str(ROOT),
+           "TLEG_RUN_DIR": str(tmp_path / "run"), "TLEG_PYTHON": str(bin_ / "python")}
+    return env, requeued
+
+
+def _learngene_sh(env: dict) -> subprocess.CompletedProcess:
+    return subprocess.run(["/bin/bash", str(ROOT / "slurm" / "learngene.sh"), "configs/cpu/tiny_learngene.yaml"],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+
+
+def test_learngene_sh_requeues_after_a_lost_peer_however_much_the_ranks_print_after_it(tmp_path):
+    # A rank's PeerLost line followed by more output than a pipe holds: `tail | grep -q` under
+    # pipefail saw tail die of SIGPIPE, missed the line, and the job ended failed, not requeued.
+    env, requeued = _fake_slurm(tmp_path, "echo '1: [rank 1 on node2] error: PeerLost: a collective failed'\n"
+                                          "for i in $(seq 4000); do printf '0: %0100d\\n' $i; done\nexit 1")
+    r = _learngene_sh(env)
+    log = (tmp_path / "run" / "job.log").read_text()
+    assert r.returncode == 0, log[-2000:]
+    assert requeued.read_text().split() == ["4242"]
+    assert "learngene.sh: requeued after a lost peer (1/3)" in log
+
+
+def test_learngene_sh_passes_a_failure_without_lost_peer_on(tmp_path):
+    env, requeued = _fake_slurm(tmp_path, "echo '0: Traceback: something else'\nexit 7")
+    r = _learngene_sh(env)
+    assert r.returncode == 7 and not requeued.exists()
