@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
 import subprocess
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -70,3 +74,24 @@ def test_learngene_sh_passes_a_failure_without_lost_peer_on(tmp_path):
     env, requeued = _fake_slurm(tmp_path, "echo '0: Traceback: something else'\nexit 7")
     r = _learngene_sh(env)
     assert r.returncode == 7 and not requeued.exists()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="`make test` starts the local cluster only as root")
+@pytest.mark.parametrize("keep", ["0", "1"])
+def test_make_test_stops_a_cluster_that_failed_to_start(tmp_path, keep):
+    """`make test` in a copy of the Makefile, with a stub local-cluster.sh whose start fails: the real
+    cluster and the real suite are never touched."""
+    shutil.copy(ROOT / "Makefile", tmp_path / "Makefile")
+    calls = tmp_path / "calls"
+    stubs = {"scripts/setup.sh": "exit 0",
+             "slurm/local-cluster.sh": f'echo "$*" >>{calls}; [ "$1" != start ]',
+             ".venv/bin/python": f'echo pytest >>{calls}'}
+    for path, body in stubs.items():
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / path).write_text(f"#!/bin/bash\n{body}\n")
+        (tmp_path / path).chmod(0o755)
+    r = subprocess.run(["make", "-s", "test"], cwd=tmp_path, capture_output=True, text=True, timeout=60,
+                       env={"PATH": "/usr/bin:/bin", "TLEG_KEEP_CLUSTER": keep})
+    assert r.returncode != 0
+    # a failed start could leave daemons, namespaces and the bridge up: make stopped there and never cleaned up
+    assert calls.read_text().splitlines() == (["start --nodes 2", "stop"] if keep == "0" else ["start --nodes 2"])
