@@ -95,3 +95,25 @@ def test_make_test_stops_a_cluster_that_failed_to_start(tmp_path, keep):
     assert r.returncode != 0
     # a failed start could leave daemons, namespaces and the bridge up: make stopped there and never cleaned up
     assert calls.read_text().splitlines() == (["start --nodes 2", "stop"] if keep == "0" else ["start --nodes 2"])
+
+
+def test_local_cluster_failed_package_install_removes_its_policy_rc_d(tmp_path):
+    """install_missing blocks daemon starts with a policy-rc.d while apt runs (here a file in tmp_path,
+    and stub dpkg-query/apt-get: the system is not touched). A failed apt-get left it behind, so every
+    later package install on the machine silently started no service."""
+    policy = tmp_path / "policy-rc.d"
+    fn = shell_function("slurm/local-cluster.sh", "install_missing").replace("/usr/sbin/policy-rc.d", str(policy))
+    assert str(policy) in fn
+    bin_ = tmp_path / "bin"
+    bin_.mkdir()
+    for tool in ("grep", "chmod", "rm"):
+        (bin_ / tool).symlink_to(subprocess.run(["bash", "-c", f"type -P {tool}"], capture_output=True, text=True,
+                                                check=True).stdout.strip())
+    for name, body in {"dpkg-query": "exit 1", "apt-get": "exit 100"}.items():
+        (bin_ / name).write_text(f"#!/bin/bash\n{body}\n")
+        (bin_ / name).chmod(0o755)
+    prog = "\n".join(['set -euo pipefail', 'log() { echo "$*" >&2; }', 'die() { log "error: $*"; exit 1; }',
+                      'PACKAGES=(slurmd munge)', fn, 'install_missing'])
+    r = subprocess.run(["/bin/bash", "-c", prog], capture_output=True, text=True, timeout=30, env={"PATH": str(bin_)})
+    assert r.returncode != 0
+    assert not policy.exists()
