@@ -117,3 +117,25 @@ def test_local_cluster_failed_package_install_removes_its_policy_rc_d(tmp_path):
     r = subprocess.run(["/bin/bash", "-c", prog], capture_output=True, text=True, timeout=30, env={"PATH": str(bin_)})
     assert r.returncode != 0
     assert not policy.exists()
+
+
+def test_local_nodes_refuse_an_address_range_in_use_whatever_else_ip_lists(tmp_path):
+    """net_up must refuse when 198.18.0.x is already on the machine. With `ip -o addr show | grep -q`
+    under pipefail, an `ip` that had more to print after the match died of SIGPIPE, the check read as
+    false, and the bridge was made anyway. Stub `ip` only; it fails anything but the two queries."""
+    bin_ = tmp_path / "bin"
+    bin_.mkdir()
+    (bin_ / "grep").symlink_to(subprocess.run(["bash", "-c", "type -P grep"], capture_output=True, text=True,
+                                              check=True).stdout.strip())
+    (bin_ / "ip").write_text('#!/bin/bash\ncase "$*" in\n'
+                             '  "link show tleg-br0") exit 1 ;;\n'
+                             '  "-o addr show") echo "2: eth9    inet 198.18.0.7/24 scope global eth9"\n'
+                             '                  for i in $(seq 3000); do printf "%d: veth%d    inet 10.9.%d.1/32\\n" $i $i $i; done ;;\n'
+                             '  *) exit 1 ;;\nesac\n')
+    (bin_ / "ip").chmod(0o755)
+    (bin_ / "seq").symlink_to(subprocess.run(["bash", "-c", "type -P seq"], capture_output=True, text=True,
+                                             check=True).stdout.strip())
+    prog = "\n".join(['set -euo pipefail', 'log() { echo "$*" >&2; }', 'die() { log "error: $*"; exit 1; }',
+                      (ROOT / "slurm" / "local-nodes.sh").read_text(), 'net_up 2'])
+    r = subprocess.run(["/bin/bash", "-c", prog], capture_output=True, text=True, timeout=30, env={"PATH": str(bin_)})
+    assert r.returncode == 1 and "198.18.0.0/24 is already in use" in r.stderr, r.stderr
