@@ -20,11 +20,12 @@ demo: setup
 	OMP_NUM_THREADS=$${DEMO_THREADS:-$$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc)} $(PY) -m tleg_dist.demo
 
 # The cluster tests run on a local 2-node Slurm (two network namespaces on this machine).
-# It is stopped afterwards, namespaces and all (TLEG_KEEP_CLUSTER=1 leaves it running);
-# without root the cluster tests skip, saying why.
+# It is stopped afterwards, namespaces and all (TLEG_KEEP_CLUSTER=1 leaves it running), also when
+# it fails to start; without root the cluster tests skip, saying why.
 CLUSTER_NODES ?= 2
 test: setup
-	@if [ "$$(id -u)" = 0 ]; then bash slurm/local-cluster.sh start --nodes $(CLUSTER_NODES); \
+	@if [ "$$(id -u)" = 0 ]; then bash slurm/local-cluster.sh start --nodes $(CLUSTER_NODES) || { \
+	    [ "$${TLEG_KEEP_CLUSTER:-0}" = 1 ] || bash slurm/local-cluster.sh stop; exit 1; }; \
 	else echo "[make test] not root: the local Slurm cluster cannot start, cluster tests will skip"; fi
 	@rc=0; $(PY) -m pytest -q $(PYTEST_ARGS) || rc=$$?; \
 	if [ "$$(id -u)" = 0 ] && [ "$${TLEG_KEEP_CLUSTER:-0}" != 1 ]; then bash slurm/local-cluster.sh stop || rc=1; fi; \

@@ -122,10 +122,11 @@ def timed(epoch_iter) -> tuple[int, float, float]:
 def run_case(case: str, args) -> dict:
     n, size, mode, side = {"small": (args.n_small, 32, "raw", None),
                            "imagenet_like": (args.n_large, args.large_size, args.large_mode, args.large_max_side)}[case]
-    root = make_tree(case, args.workdir / case, n)
+    # One folder per image count: the tree and the .beton of another --n-small/--n-large are not reused
+    root = make_tree(case, args.workdir / f"{case}_{n}", n)
     _, paths, labels = scan(root / "train")
     settings = WriteSettings(write_mode=mode, max_side=side, workers=args.workers, verify=2)
-    beton = args.workdir / beton_name(case, "train", settings)
+    beton = root / beton_name(case, "train", settings)
     if not beton.exists():
         write_split(SourceImages(labels.numpy(), paths=paths), beton, settings,
                     {"source": "imagefolder", "grey": False, "mean": list(imagenet_stats(3)[0]),

@@ -58,7 +58,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--every", type=int, default=20, help="checkpoint every N optimizer steps")
     p.add_argument("--seed", type=int, default=0, help="draws the kill points and their order")
     p.add_argument("--min-cpu-minutes", type=float, default=30.0)
-    p.add_argument("--quick", action="store_true", help="tiny run (about 5 min wall): 1 epoch of 2048 "
+    p.add_argument("--quick", action="store_true", help="tiny run (about 5 min wall): 2 epochs of 1024 "
                    "images at depth 2, 3 kills, no CPU-time target")
     args = p.parse_args(argv)
     if args.quick:

@@ -9,7 +9,7 @@ of the images/s it logs itself, after the first log interval (warm-up and compil
 
     python benchmarks/trainer_throughput.py                 # CPU: 1 rank, then 2 ranks (deepspeed launcher)
     python benchmarks/trainer_throughput.py --ranks 1 --cases cpu:aux:2:eager
-    python benchmarks/trainer_throughput.py --ranks 1 --device-cases   # on a GPU: bf16, larger shapes
+    python benchmarks/trainer_throughput.py --ranks 1                  # on a GPU: bf16, larger shapes (the default there)
 
 Cases are SHAPE:MODEL:ZERO:MODE (MODEL aux = Aux-Net, des = Des-Net, a timm ViT of the same depth;
 MODE eager or compiled). `aux_over_vit` is the trainer's step time of the Aux-Net over the

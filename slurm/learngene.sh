@@ -128,7 +128,8 @@ rc=$?
 set -e
 echo "=== $(date -Is) ranks exited (status $rc)"
 # srun's own status cannot say why (a killed peer reports 143): the ranks' lines can.
-if ((rc != 0)) && tail -c +"$((LOG_START + 1))" "$RUN_DIR/job.log" | grep -q '] error: PeerLost: '; then
+# (Not `tail | grep -q`: under pipefail, tail killed by SIGPIPE once grep is done fails the test.)
+if ((rc != 0)) && grep -q '] error: PeerLost: ' < <(tail -c +"$((LOG_START + 1))" "$RUN_DIR/job.log"); then
     done_requeues=$(grep -c '^learngene.sh: requeued after a lost peer' "$RUN_DIR/job.log" || true)
     if ((done_requeues < ${TLEG_PEER_REQUEUES:-3})); then
         echo "learngene.sh: requeued after a lost peer ($((done_requeues + 1))/${TLEG_PEER_REQUEUES:-3});" \

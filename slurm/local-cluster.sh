@@ -100,9 +100,10 @@ install_missing() {
     if [[ ! -e /usr/sbin/policy-rc.d ]]; then
         printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d; own_policy=1
     fi
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+    local rc=0
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"; } || rc=$?
     ((own_policy)) && rm -f /usr/sbin/policy-rc.d
+    ((rc == 0)) || die "installing ${missing[*]} failed (apt-get status $rc)"
     return 0
 }
 
@@ -277,7 +278,7 @@ parse_nodes() {  # args -> NODES
     NODES=${TLEG_SLURM_NODES:-1}
     while (($#)); do
         case $1 in
-            --nodes) NODES=${2:-}; shift 2 || true ;;
+            --nodes) NODES=${2:-}; shift $(($# >= 2 ? 2 : 1)) ;;
             --nodes=*) NODES=${1#--nodes=}; shift ;;
             *) die "unknown option $1 (expected --nodes N)" ;;
         esac

@@ -29,7 +29,7 @@ our_namespaces() {  # every namespace this script may have made, whatever N was
 net_up() {  # N -> bridge, one namespace + veth per node, /etc/hosts names
     local n=$1 i ns link
     if ! ip link show "$BRIDGE" >/dev/null 2>&1; then
-        if ip -o addr show | grep -q " $NET_PREFIX\."; then
+        if grep -q " $NET_PREFIX\." < <(ip -o addr show); then  # not `ip | grep -q`: SIGPIPE + pipefail
             die "$NET_PREFIX.0/24 is already in use on this machine (not by $BRIDGE); stop whatever uses it"
         fi
         ip link add "$BRIDGE" type bridge
