@@ -150,7 +150,9 @@ def test_preempted_two_node_job_saves_on_every_node_and_resumes(tiny_learngene, 
     tag = f"step_{int(stop.group(1)):08d}"
     assert re.search(rf"resumed from \S+/{tag}: ", log), log[-4000:]
     # a ZeRO-2 checkpoint is complete only with one optimizer shard from each node's rank
-    for kept in (run / "checkpoints").glob("step_*"):
+    tags = sorted((run / "checkpoints").glob("step_*"))
+    assert tags, "no checkpoint left to check"
+    for kept in tags:
         shards = sorted(p.name for p in kept.rglob("*optim_states.pt"))
         assert len(shards) == 2, (kept.name, shards)
     assert sacct_states(job)[0] == "REQUEUED"
