@@ -18,6 +18,7 @@ from pydantic import (BaseModel, ConfigDict, Field, ValidationError, ValidationI
 
 from tleg_dist.models.arch import ARCH_FIELDS, SIZES, ViTArch
 from tleg_dist.utils.errors import UserError
+from tleg_dist.utils.yamlio import load_yaml
 
 
 class ConfigError(ValueError, UserError):
@@ -241,22 +242,11 @@ def _format_error(err: ValidationError, source: str) -> str:
     return f"{source}: invalid config\n  " + "\n  ".join(lines)
 
 
-def _safe_load(text: str, what: str) -> object:
-    """yaml.safe_load, a syntax error as a ConfigError naming `what` (yaml's own says "<unicode string>")."""
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        said = [f"{text} (line {mark.line + 1}, column {mark.column + 1})" for text, mark in
-                ((getattr(e, "context", None), getattr(e, "context_mark", None)),
-                 (getattr(e, "problem", None), getattr(e, "problem_mark", None))) if text and mark]
-        raise ConfigError(f"{what}: not valid YAML: {'; '.join(said) or e}") from None
-
-
 def parse_override(item: str) -> tuple[list[str], object]:
     if "=" not in item:
         raise ConfigError(f"override {item!r} is not of the form key.sub=value")
     key, value = item.split("=", 1)
-    return key.strip().split("."), _safe_load(value, f"override {item!r}")
+    return key.strip().split("."), load_yaml(value, f"override {item!r}", ConfigError)
 
 
 def set_dotted(raw: dict, path: list[str], value: object) -> None:
@@ -280,7 +270,7 @@ def read_yaml(path: str | Path, what: str = "config file") -> dict:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{what} {path} does not exist")
-    raw = _safe_load(path.read_text(), str(path)) or {}
+    raw = load_yaml(path.read_text(), str(path), ConfigError) or {}
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: top level must be a mapping")
     return raw
