@@ -66,6 +66,21 @@ def test_shipped_recipes_load_with_overrides():
     assert [j.name for j in demo.build(d)] == ["teacher", "learngene", "depth 1 learngene", "depth 1 scratch"]
 
 
+def test_stages_after_the_teacher_build_the_model_it_trained():
+    """The teacher's timm arguments (which can change its architecture) reach the stages that load
+    its weights, not only its model name: else the strict load of its checkpoint fails there."""
+    from tleg_dist.plans import experiment
+
+    d = launch.load(demo.DemoRecipe, DEMO, ["depths=[1]"])
+    d.teacher.overrides.append("distill.teacher.kwargs={drop_rate: 0.1}")
+    jobs = {j.name: j for j in demo.build(d)}
+    assert jobs["learngene"].cfg.distill.teacher.kwargs == {"drop_rate": 0.1}
+    x = experiment.load(EXPERIMENT, ["seeds=[0]", "depths=[2]"], smoke=True)
+    x.teacher.overrides.append("distill.teacher.kwargs={drop_rate: 0.1}")
+    distilled = [j for j in experiment.build(x, smoke=True) if j.inputs and j.inputs[0].field == "distill.teacher.checkpoint"]
+    assert distilled and all(j.cfg.distill.teacher.kwargs == {"drop_rate": 0.1} for j in distilled)
+
+
 def test_every_plan_refuses_a_repeated_depth():
     from tleg_dist.plans import experiment
 

@@ -12,7 +12,7 @@ from typing import Literal
 from pydantic import Field
 
 from tleg_dist.plans.job import Input, Job, derive
-from tleg_dist.plans.launch import Depths, PlanRecipe, StageRef
+from tleg_dist.plans.launch import Depths, PlanRecipe, StageRef, same_teacher
 
 
 class DemoRecipe(PlanRecipe):
@@ -31,8 +31,8 @@ def build(p: DemoRecipe, smoke: bool = False) -> list[Job]:
     extra = list(p.smoke) if smoke else []
     teacher = derive(p.teacher.load(extra), {"output_dir": root / "teacher", "seed": p.seed})
     from_teacher = [Input("distill.teacher.checkpoint", "teacher", "weights")]
-    aux = derive(p.learngene.load(extra), {"output_dir": root / "learngene", "seed": p.seed,
-                                           "distill.teacher.model": teacher.distill.teacher.model}, from_teacher)
+    aux = derive(p.learngene.load(extra), {"output_dir": root / "learngene", "seed": p.seed, **same_teacher(teacher)},
+                 from_teacher)
     plan = [Job("teacher", teacher, labels={"kind": "teacher"}),
             Job("learngene", aux, from_teacher, labels={"kind": "learngene", "depth": aux.model.depth})]
     for depth in p.depths:

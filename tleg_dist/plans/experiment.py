@@ -145,7 +145,7 @@ class _Builder:
         """An Aux-Net (kind aux) or a plain ViT (vit, pre) distilled from the setting's teacher."""
         x, t = self.x, self.teacher(s)
         from_teacher = [Input("distill.teacher.checkpoint", t.name, "weights")]
-        updates = {"seed": seed, "distill.teacher.model": t.cfg.distill.teacher.model, "model.depth": depth,
+        updates = {"seed": seed, **launch.same_teacher(t.cfg), "model.depth": depth,
                    "output_dir": self.root / s.name / f"seed{seed}" / f"{kind}{tag}"}
         if kind != "aux":  # the same recipe, distillation and budget; only the model is a plain ViT
             updates.update({"stage": "finetune", "model.init": "scratch"})
