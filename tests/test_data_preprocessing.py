@@ -15,6 +15,7 @@ from timm.data import create_transform
 from tleg_dist.config import DataConfig
 from tleg_dist.data import build_data
 from tleg_dist.data import fashion_mnist as fm
+from tleg_dist.data.errors import DataError
 from tleg_dist.data.imagefolder import scan
 from tleg_dist.data.preprocessing import eval_preprocessing
 from tleg_dist.models.arch import ViTArch
@@ -55,3 +56,12 @@ def test_fashion_mnist_at_its_own_size():
     transform = create_transform(input_size=(1, 28, 28), **eval_preprocessing({"format": "fashion_mnist"}, 1))
     got = torch.stack([transform(Image.fromarray(im.numpy(), mode="L")) for im in images])
     torch.testing.assert_close(got, want, atol=1e-6, rtol=0)
+
+
+def test_ffcv_run_whose_betons_are_gone_is_an_error_not_imagenet_defaults(tmp_path):
+    # Exporting an FFCV run from another working directory (relative .beton paths) or after the
+    # betons were moved: the sidecars holding its statistics and crop cannot be read. Recording
+    # ImageNet's instead would have timm feed e.g. a Fashion-MNIST model the wrong pixels.
+    data = {"format": "ffcv", "train_path": str(tmp_path / "train.beton"), "val_path": str(tmp_path / "val.beton")}
+    with pytest.raises(DataError, match="train.beton"):
+        eval_preprocessing(data, 1)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from tleg_dist.config import DataConfig
 from tleg_dist.data import digits
+from tleg_dist.data.errors import DataError
 from tleg_dist.data.transforms import (EVAL_CROP_PCT, FASHION_MNIST_MEAN, FASHION_MNIST_STD, INTERPOLATION,
                                        folder_stats, imagenet_stats, stats)
 
@@ -40,6 +41,12 @@ def eval_preprocessing(data: DataConfig | dict | None, in_chans: int) -> dict:
 
         # The statistics and crop are the loader's exactly; FFCV resizes with OpenCV's area
         # filter, which timm cannot name, so the interpolation is the image-folder one.
+        for beton in (cfg.train_path, cfg.val_path):
+            # A beton without a sidecar was read as ImageNet-style data, but one that is gone says
+            # nothing: guessing ImageNet's statistics would record the wrong pipeline.
+            if not beton.is_file():
+                raise DataError(f"{beton}: not found; an FFCV run's eval statistics and crop are read "
+                                "from its .beton sidecars (run from the training's working directory)")
         tinfo, vinfo = read_sidecar(cfg.train_path), read_sidecar(cfg.val_path)
         return _fields(INTERPOLATION, float(vinfo["eval_crop"]), *stats(in_chans, tinfo["mean"], tinfo["std"]),
                        in_chans)
