@@ -46,6 +46,15 @@ def test_prune_keeps_last_k_and_best(tmp_path, keep_best):
     assert not (tmp_path / tag_for(5)).exists()
 
 
+def test_resuming_another_stage_is_refused_by_name_before_deepspeed_loads(tmp_path):
+    tag = tmp_path / "step_00000004"
+    tag.mkdir()
+    write_marker(tag, {"stage": "finetune", "global_step": 4})
+    ck = Checkpointer(tmp_path, keep_last=2, keep_best=True, is_main=True)
+    with pytest.raises(CheckpointError, match=f"{tag}: a finetune-stage checkpoint; this recipe trains stage learngene"):
+        ck.load(None, tag, "learngene")  # no engine: nothing may be loaded
+
+
 def test_marker_written_by_one_owner_is_found_by_trainer_and_converter(tmp_path):
     """artifacts/checkpoints.py writes the marker; resume and `convert` find the same tag through it."""
     run = tmp_path / "run"

@@ -106,8 +106,11 @@ class Checkpointer:
             if d.name in tags or complete_meta(d) is None:
                 shutil.rmtree(d, ignore_errors=True)
 
-    def load(self, engine, tag_dir: Path) -> tuple[Position, dict]:
+    def load(self, engine, tag_dir: Path, stage: str) -> tuple[Position, dict]:
         meta = read_meta(tag_dir)
+        if meta.get("stage") != stage:  # another model: DeepSpeed's load would fail on its keys, saying less
+            raise CheckpointError(f"{tag_dir}: a {meta.get('stage')}-stage checkpoint; this recipe trains stage "
+                                  f"{stage}: resume from one of its own")
         try:
             path, client = engine.load_checkpoint(str(tag_dir.parent), tag=tag_dir.name,
                                                   load_optimizer_states=True, load_lr_scheduler_states=True)

@@ -111,7 +111,7 @@ def train(cfg: RunConfig, resume: str | None = None) -> dict:
     pos = Position()
     resume_from = find_resume(out / run_folder.CHECKPOINTS, resume)
     if resume_from is not None:
-        pos, client = ckpt.load(engine, resume_from)
+        pos, client = ckpt.load(engine, resume_from, cfg.stage)
         if ema is not None and "ema" in client:
             ema.load_state_dict(client["ema"])
         log.info("resumed from %s: epoch %d, batch %d, step %d", resume_from, pos.epoch, pos.batch_in_epoch,
