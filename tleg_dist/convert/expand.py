@@ -39,8 +39,6 @@ def expand(learngene, outputs: dict[int, Path], *, force: bool = False) -> list[
         raise ConvertError(f"depth must be >= 1, got {bad[0]}")
     targets = sorted((d, Path(f)) for d, f in outputs.items())
     for _, folder in targets:  # refuse before reading or writing anything
-        if folder.exists() and not folder.is_dir():
-            raise ConvertError(f"{folder}: exists and is not a folder")
         for name in (model_folder.WEIGHTS, model_folder.CONFIG, model_folder.CARD):
             check_output(folder / name, force, mkdir=False)
     lg = learngene_file.load(learngene)

@@ -19,7 +19,6 @@ other alphas or budgets and their TLEG descendants, and every init at other lear
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Literal, Optional
 
@@ -115,10 +114,9 @@ def load(path: str | Path, overrides: list[str] = (), smoke: bool = False) -> Ex
 
 
 class _Builder:
-    def __init__(self, x: ExperimentRecipe, smoke: bool, ranks: int | None):
+    def __init__(self, x: ExperimentRecipe, smoke: bool, ranks: int):
         self.x, self.extra = x, list(x.smoke.stages) if smoke else []
-        # Each job trains on these ranks (default: in-process, one stage after another on this world's).
-        self.ranks = ranks or int(os.environ.get("WORLD_SIZE", "1"))
+        self.ranks = ranks  # each job trains on these (launch.ranks_per_job)
         self.root, self.jobs = Path(x.output_dir).resolve(), []
         self.teachers: dict[str, Job] = {}
 
@@ -177,7 +175,7 @@ def _slug(ablation: str) -> str:
     return "" if not ablation else "_" + ablation.replace("=", "").replace(".", "p")
 
 
-def build(x: ExperimentRecipe, smoke: bool = False, ranks: int | None = None) -> list[Job]:
+def build(x: ExperimentRecipe, smoke: bool = False, ranks: int = 1) -> list[Job]:
     """The plan; ranks: those each job trains on (launch.ranks_per_job), which budgets count."""
     b = _Builder(x, smoke, ranks)
     aux_depth = x.aux.load().model.depth

@@ -35,14 +35,14 @@ def _distinct(depths: list[int]) -> list[int]:
     return depths
 
 
+# A plan's Des-Net depths: at least one, each >= 1, none twice (a plan may add its own rules).
+Depths = Annotated[list[Annotated[int, Field(ge=1)]], Field(min_length=1), AfterValidator(_distinct)]
+
+
 def same_teacher(teacher: RunConfig) -> dict[str, object]:
     """Updates that make a stage build the model a teacher-stage job trained (its weights are bound
     as an Input): the timm name and its constructor arguments, which can change the architecture."""
     return {"distill.teacher.model": teacher.distill.teacher.model, "distill.teacher.kwargs": teacher.distill.teacher.kwargs}
-
-
-# A plan's Des-Net depths: at least one, each >= 1, none twice (a plan may add its own rules).
-Depths = Annotated[list[Annotated[int, Field(ge=1)]], Field(min_length=1), AfterValidator(_distinct)]
 
 
 class PlanRecipe(Section):

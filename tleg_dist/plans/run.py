@@ -43,11 +43,8 @@ def collect(plan: list[Job], earlier: list[dict] = ()) -> list[dict]:
     run folder has none may come from `earlier` (see reusable). A run of another config than the
     plan's is refused, as execute() does, wherever its inputs are there to tell."""
     dirs = {j.name: j.out for j in plan}
-    done = {}
-    for j in plan:
-        if (s := run_folder.finished(j.out)) is not None:
-            inputs_there = all(run_folder.finished(dirs[n]) is not None for n in j.needs)
-            done[j.name] = record(j, up_to_date(j, dirs) if inputs_there else s)
+    # up_to_date: None only where an input's folder cannot tell (then the run's own summary stands)
+    done = {j.name: record(j, up_to_date(j, dirs) or s) for j in plan if (s := run_folder.finished(j.out))}
     done.update(reusable([j for j in plan if j.name not in done], earlier))
     return [done[j.name] for j in plan if j.name in done]
 

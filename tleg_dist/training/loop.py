@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from tleg_dist.data.device import to_device
 from tleg_dist.training.checkpoint import Position
-from tleg_dist.training.distributed import DistInfo, any_rank, reduce_
+from tleg_dist.training.distributed import DistInfo, reduce_
 from tleg_dist.utils.errors import UserError
 
 _NONE = 2**62  # "no non-finite loss yet"; larger than any micro-step
@@ -54,7 +54,8 @@ class LossTracker:
         all-reduce on several ranks) every micro-step, as the decision cannot wait for a log step."""
         if self.policy != "skip":
             return False  # nan_policy=stop: no per-step sync; `settle` finds a NaN at the next log step
-        if not any_rank(not torch.isfinite(loss).item(), self.device):
+        bad = (~torch.isfinite(loss.detach())).double().reshape(1)
+        if not reduce_(bad).item():  # the decision's one host sync, after the all-ranks reduction
             return False
         self.skips += 1
         if self.skips > self.max_skips:
