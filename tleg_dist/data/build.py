@@ -22,6 +22,7 @@ from tleg_dist.data import synthetic
 from tleg_dist.data.base import DataBundle
 from tleg_dist.data.device import Normalize, pin
 from tleg_dist.data.errors import DataError
+from tleg_dist.data.fingerprint import fingerprint
 from tleg_dist.data.imagefolder import ImageFiles, scan
 from tleg_dist.data.streams import IndexedTrainStream, IndexedVal, dataloader_loader, select, tensor_loader
 from tleg_dist.data.transforms import (eval_transform, folder_stats, has_image_aug, stats,
@@ -33,11 +34,12 @@ def _uses_mixup(cfg: DataConfig) -> bool:
     return cfg.aug.mixup > 0 or cfg.aug.cutmix > 0
 
 
-def _bundle(cfg, train_n, train_load, val_n, val_load, num_classes, prepare, *, rank, world_size, seed, name):
+def _bundle(cfg, train_n, train_load, val_n, val_load, num_classes, prepare, *, rank, world_size, seed, name,
+            plain=None, fingerprint=None):
     train = IndexedTrainStream(train_n, cfg.batch_size, train_load, seed=seed, rank=rank,
-                               world_size=world_size, name=name)
+                               world_size=world_size, name=name, plain=plain)
     val = IndexedVal(val_n, cfg.eval_batch_size, val_load, rank=rank, world_size=world_size)
-    return DataBundle(train=train, val=val, num_classes=num_classes, prepare=prepare)
+    return DataBundle(train=train, val=val, num_classes=num_classes, prepare=prepare, train_fingerprint=fingerprint)
 
 
 def _grey_in_memory(cfg: DataConfig, arch: ViTArch, *, rank, world_size, seed, device) -> DataBundle:
@@ -55,18 +57,21 @@ def _grey_in_memory(cfg: DataConfig, arch: ViTArch, *, rank, world_size, seed, d
     va_x = va_x[vkeep] if cfg.classes is not None else va_x[:len(vkeep)]
     c, s = arch.in_chans, arch.img_size
 
+    # Whole uint8 batches by tensor indexing: no DataLoader, no per-image Python.
+    plain = tensor_loader(lambda idx: pin(tr_x[idx].unsqueeze(1), tr_y[idx]))
     if has_image_aug(cfg.aug):
         m, sd = stats(c, (mean,) * 3, (std,) * 3)
         ds = fm.AugmentedImages(tr_x, tr_y, train_transform(cfg.aug, s, m, sd), c, seed)
         train_load = dataloader_loader(ds, cfg.num_workers, even=_uses_mixup(cfg))
     else:
-        # Whole uint8 batches by tensor indexing: no DataLoader, no per-image Python.
-        train_load = tensor_loader(lambda idx: pin(tr_x[idx].unsqueeze(1), tr_y[idx]))
+        train_load = plain
     # Evaluation never augments, so it always takes the fast path.
     val_load = tensor_loader(lambda idx: pin(va_x[idx].unsqueeze(1), va_y[idx]))
     prepare = functools.partial(fm.to_float, in_chans=c, img_size=s, mean=mean, std=std)
+    fp = fingerprint({"images": tr_x, "labels": tr_y},
+                     {"source": name, "prepare": dict(in_chans=c, img_size=s, mean=mean, std=std)})
     return _bundle(cfg, len(tr_y), train_load, len(va_y), val_load, k, prepare, rank=rank,
-                   world_size=world_size, seed=seed, name=f"{name} train")
+                   world_size=world_size, seed=seed, name=f"{name} train", plain=plain, fingerprint=fp)
 
 
 def _imagefolder(cfg: DataConfig, arch: ViTArch, *, rank, world_size, seed, device) -> DataBundle:
@@ -98,9 +103,16 @@ def _synthetic(cfg: DataConfig, arch: ViTArch, *, rank, world_size, seed, device
     vkeep, va_y, _ = select(val.labels, arch.num_classes, cfg.classes, cfg.val_limit, "synthetic val")
     keep, tr_y, vkeep, va_y = (t.to(device) for t in (keep, tr_y, vkeep, va_y))
     prepare = Normalize((synthetic.MEAN,) * arch.in_chans, (synthetic.STD,) * arch.in_chans)
-    return _bundle(cfg, len(keep), tensor_loader(lambda idx: (train.images(keep[idx]), tr_y[idx]), device),
-                   len(vkeep), tensor_loader(lambda idx: (val.images(vkeep[idx]), va_y[idx]), device), k,
-                   prepare, rank=rank, world_size=world_size, seed=seed, name="synthetic train")
+    train_load = tensor_loader(lambda idx: (train.images(keep[idx]), tr_y[idx]), device)
+    # The images are a function of these parameters (synthetic.py), so they stand for the pixels.
+    fp = fingerprint({"indices": keep, "labels": tr_y},
+                     {"source": "synthetic", "version": synthetic.VERSION, "seed": seed,
+                      "size": cfg.synthetic_size, "num_classes": arch.num_classes, "in_chans": arch.in_chans,
+                      "img_size": arch.img_size, "prepare": dict(mean=synthetic.MEAN, std=synthetic.STD)})
+    return _bundle(cfg, len(keep), train_load, len(vkeep),
+                   tensor_loader(lambda idx: (val.images(vkeep[idx]), va_y[idx]), device), k,
+                   prepare, rank=rank, world_size=world_size, seed=seed, name="synthetic train",
+                   plain=train_load, fingerprint=fp)
 
 
 def _ffcv(cfg: DataConfig, arch: ViTArch, *, rank, world_size, seed, device) -> DataBundle:

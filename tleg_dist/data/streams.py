@@ -38,21 +38,31 @@ class IndexedTrainStream:
     """A `TrainStream` over items 0..n-1, shuffled per epoch and sharded across ranks."""
 
     def __init__(self, n: int, batch_size: int, load: Loader, *, seed: int, rank: int,
-                 world_size: int, name: str = "train"):
-        self.n, self.batch_size, self._load = n, batch_size, load
-        self.seed, self.rank, self.world_size = seed, rank, world_size
+                 world_size: int, name: str = "train", plain: Optional[Loader] = None):
+        """`plain`: loads the un-augmented images of index batches (in-memory sources only)."""
+        self.n, self.batch_size, self._load, self._plain = n, batch_size, load, plain
+        self.seed, self.rank, self.world_size, self.name = seed, rank, world_size, name
         self._len = train_batches_per_rank(n, batch_size, world_size, name)
 
     def __len__(self) -> int:
         return self._len
 
     def batches(self, epoch: int) -> list[list[int]]:
+        """This rank's index batches of `epoch`, in the order `epoch()` yields them."""
         return train_batches(self.n, self.batch_size, epoch=epoch, seed=self.seed,
                              rank=self.rank, world_size=self.world_size)
 
     def epoch(self, epoch: int, start_batch: int = 0) -> Iterator[Batch]:
         check_start(start_batch, self._len)
         return self._load(epoch, self.batches(epoch)[start_batch:])
+
+    def fetch(self, index_batches: list[list[int]]) -> Iterator[Batch]:
+        """The un-augmented images (as the source holds them, before `prepare`) and labels of
+        `index_batches`, one batch each: e.g. to fill a cache of per-image teacher outputs."""
+        if self._plain is None:
+            raise TypeError(f"{self.name}: this source cannot fetch images by index "
+                            "(its DataBundle.train_fingerprint is None)")
+        return self._plain(-1, index_batches)
 
 
 class IndexedVal:
