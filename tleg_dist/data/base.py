@@ -44,3 +44,7 @@ class DataBundle:
     # and splits) and the parameters of `prepare`; None where the source cannot say (image files
     # decoded on the fly, .beton files).
     train_fingerprint: Optional[str] = None
+    # The eval transform as timm pretrained_cfg fields (interpolation, crop_pct, crop_mode, mean, std;
+    # one mean/std value per model channel), from the statistics `prepare` normalises with: the
+    # trainer records it, so exports never re-derive it from the data config.
+    preprocessing: Optional[dict] = None
