@@ -11,7 +11,6 @@ ffcv is imported lazily: the package works without it. Differences and pitfalls:
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 from typing import Iterator, Optional
 
@@ -28,15 +27,14 @@ from tleg_dist.data.sampler import shard_indices, train_batches_per_rank, val_ba
 from tleg_dist.data.streams import check_start, class_lut, select
 from tleg_dist.data.transforms import seeded
 from tleg_dist.models.arch import ViTArch
+from tleg_dist.utils.threads import threads_per_local_rank
 
 log = logging.getLogger(__name__)
 
+
 def _threads(cfg: DataConfig) -> int:
     """FFCV's workers are numba threads in this process: share the cores between local ranks."""
-    if cfg.num_workers > 0:
-        return cfg.num_workers
-    local = int(os.environ.get("LOCAL_WORLD_SIZE", os.environ.get("WORLD_SIZE", "1")))
-    return max(1, len(os.sched_getaffinity(0)) // max(1, local))
+    return cfg.num_workers or threads_per_local_rank()
 
 
 class _Output:
