@@ -126,6 +126,9 @@ def dataloader_loader(dataset: Dataset, num_workers: int, *, even: bool = False)
             # or a resumed run's dropout stream would drift from an uninterrupted one.
             generator=torch.Generator())
         skipped, it = 0, iter(loader)
+        # Stop the workers as soon as the epoch ends, also when a worker raised (on_bad_image=fail)
+        # or the consumer stopped early: left to the garbage collector, each costs a 5 s join
+        # timeout later. Dropping the last reference to the iterator stops them (its __del__).
         try:
             for x, y, bad in it:
                 for path in bad:
@@ -139,12 +142,14 @@ def dataloader_loader(dataset: Dataset, num_workers: int, *, even: bool = False)
                 if x is None:
                     raise DataError(f"every image of a batch was unreadable, e.g. {bad[0]}")
                 yield x, y
+        except Exception as e:
+            if num_workers == 0:
+                raise
+            # The traceback's frames inside the iterator hold it: raise from here without them. A
+            # worker's error carries the worker's own traceback in its message.
+            raise e.with_traceback(None)
         finally:
-            # Stop the workers now, also when a worker raised (on_bad_image=fail) or the consumer
-            # stopped early: left to the garbage collector, each costs a 5 s join timeout later.
-            shutdown = getattr(it, "_shutdown_workers", None)
-            if shutdown is not None:
-                shutdown()
+            del it
         if skipped:
             what = "validation" if epoch < 0 else f"epoch {epoch}"
             log.warning("skipped %d unreadable image(s) in %s on this rank", skipped, what)
