@@ -16,6 +16,7 @@ import numpy as np
 
 from tleg_dist.config import DataConfig
 from tleg_dist.data.errors import DataError
+from tleg_dist.data.ffcv_compat import beton_types
 from tleg_dist.data.normalize import EVAL_CROP_PCT, SourceStats, imagenet_stats, stats
 
 log = logging.getLogger(__name__)
@@ -49,26 +50,25 @@ def _existing(path: Path) -> Path:
 
 def _tables(path: Path):
     """(header, metadata, allocation table) of a .beton, each checked against the file's size."""
-    from ffcv.types import ALLOC_TABLE_TYPE, CURRENT_VERSION, FieldDescType, HeaderType, get_handlers
-    from ffcv.utils import decode_null_terminated_string
-
+    t = beton_types()
+    HeaderType, FieldDescType, ALLOC_TABLE_TYPE = t.HeaderType, t.FieldDescType, t.ALLOC_TABLE_TYPE
     path = _existing(path)
     size = path.stat().st_size
     if size < HeaderType.itemsize:
         raise DataError(f"{path}: {size} bytes is too short for an FFCV file (truncated?)")
     header = np.fromfile(path, dtype=HeaderType, count=1)[0]
-    if header["version"] != CURRENT_VERSION:
-        raise DataError(f"{path}: not an FFCV v{CURRENT_VERSION} file (version field {header['version']})")
+    if header["version"] != t.CURRENT_VERSION:
+        raise DataError(f"{path}: not an FFCV v{t.CURRENT_VERSION} file (version field {header['version']})")
     nf, n = int(header["num_fields"]), int(header["num_samples"])
     meta_start = HeaderType.itemsize + nf * FieldDescType.itemsize
     if meta_start > size:
         raise DataError(f"{path}: truncated inside its field table")
     fields = np.fromfile(path, dtype=FieldDescType, count=nf, offset=HeaderType.itemsize)
-    names = [decode_null_terminated_string(f["name"]) for f in fields]
+    names = [t.decode_name(f["name"]) for f in fields]
     if "image" not in names or "label" not in names:
         raise DataError(f"{path}: fields {names}; expected 'image' and 'label'")
     # ffcv's get_metadata_type with the field names filled in (same aligned layout)
-    mtype = np.dtype([(name, h.metadata_type) for name, h in zip(names, get_handlers(fields))], align=True)
+    mtype = np.dtype([(name, h.metadata_type) for name, h in zip(names, t.get_handlers(fields))], align=True)
     table_at = int(header["alloc_table_ptr"])
     if meta_start + n * mtype.itemsize > size or not meta_start <= table_at <= size \
             or (size - table_at) % ALLOC_TABLE_TYPE.itemsize:

@@ -21,6 +21,7 @@ from tleg_dist.config import DataConfig
 from tleg_dist.data.base import Batch, DataBundle
 from tleg_dist.data.errors import DataError
 from tleg_dist.data.ffcv_beton import beton_labels, check_beton, read_sidecar, require_ffcv, sidecar_stats
+from tleg_dist.data.ffcv_compat import epoch_order, start_epoch
 from tleg_dist.data.ffcv_ops import fresh_normalize, in_place_flip
 from tleg_dist.data.normalize import Normalize
 from tleg_dist.data.sampler import shard_indices, train_batches_per_rank, val_batches
@@ -98,8 +99,6 @@ class FFCVTrainStream:
     def __init__(self, path: Path, subset: np.ndarray, cfg: DataConfig, pipelines, finish: _Output, *,
                  seed: int, rank: int, world_size: int, device):
         from ffcv.loader import Loader
-        from ffcv.traversal_order import QuasiRandom
-        from ffcv.traversal_order.base import TraversalOrder
 
         bs, self.seed, self.rank = cfg.batch_size, seed, rank
         self._len = train_batches_per_rank(len(subset), bs, world_size, str(path))
@@ -107,34 +106,19 @@ class FFCVTrainStream:
         if quasi and world_size > 1:
             raise DataError("data.ffcv.order=quasi_random is not supported with several ranks (FFCV cannot "
                             "shard it like DistributedSampler); use data.ffcv.order=random")
-        n_used = self._len * bs
+        n_used, self.start_batch = self._len * bs, 0
 
-        class ShardOrder(TraversalOrder):
-            """Loader(order=ShardOrder()) calls the instance with itself to bind it."""
+        def sample_order(indices: np.ndarray, epoch: int, quasi_order) -> np.ndarray:
+            if quasi_order is not None:
+                order = quasi_order(epoch)
+            else:
+                pos = shard_indices(len(indices), epoch=epoch, seed=seed, rank=rank, world_size=world_size,
+                                    shuffle=True, drop_last=True)
+                order = indices[np.asarray(pos, dtype=np.int64)]
+            return order[:n_used][self.start_batch * bs:]
 
-            def __init__(self):
-                self.start_batch = 0
-
-            def __call__(self, loader):
-                TraversalOrder.__init__(self, loader)
-                self.quasi = QuasiRandom(loader) if quasi else None
-                if quasi:  # ffcv shuffles this table in place; restoring it makes epochs replayable
-                    self.pages = self.quasi.page_to_samples_array.copy()
-                return self
-
-            def sample_order(self, epoch: int):
-                if self.quasi is not None:
-                    self.quasi.page_to_samples_array = self.pages.copy()
-                    order = self.quasi.sample_order(epoch)
-                else:
-                    pos = shard_indices(len(self.indices), epoch=epoch, seed=seed, rank=rank,
-                                        world_size=world_size, shuffle=True, drop_last=True)
-                    order = self.indices[np.asarray(pos, dtype=np.int64)]
-                return order[:n_used][self.start_batch * bs:]
-
-        self.order = ShardOrder()
         self.loader = Loader(str(path), batch_size=bs, num_workers=_threads(cfg), os_cache=cfg.ffcv.os_cache,
-                             order=self.order, seed=seed, indices=subset, pipelines=pipelines, drop_last=True,
+                             order=epoch_order(sample_order, quasi), seed=seed, indices=subset, pipelines=pipelines, drop_last=True,
                              batches_ahead=cfg.ffcv.batches_ahead)
         self.finish = finish
         self.erase = None
@@ -149,8 +133,8 @@ class FFCVTrainStream:
         check_start(start_batch, self._len)
         if start_batch == self._len:
             return iter(())
-        self.order.start_batch = start_batch
-        self.loader.next_epoch = epoch  # the loader asks its order for epoch `next_epoch`
+        self.start_batch = start_batch
+        start_epoch(self.loader, epoch)
         return _iterate(self.loader, self.finish, self._erase_fn(epoch, start_batch))
 
     def _erase_fn(self, epoch: int, start_batch: int):
