@@ -161,7 +161,8 @@ def build_data(cfg: DataConfig, arch: ViTArch, *, rank: int, world_size: int, se
                device: torch.device | str = "cpu") -> DataBundle:
     """`device`: the training device; synthetic batches are made there and FFCV delivers there."""
     if not 0 <= rank < world_size:
-        raise ValueError(f"rank {rank} is outside [0, {world_size - 1}]")
+        raise DataError(f"rank {rank} is outside [0, {world_size - 1}] (world size {world_size}): check the "
+                        "launcher's RANK and WORLD_SIZE")
     device = torch.device(device)
     bundle = _SOURCES[cfg.format].build(cfg, arch, rank=rank, world_size=world_size, seed=seed, device=device)
     bundle.mixup = build_mixup(cfg, bundle.num_classes)

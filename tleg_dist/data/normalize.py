@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 
 from tleg_dist.config import DataConfig
+from tleg_dist.data.errors import DataError
 
 # DeiT's eval crop: resize to size / 0.875, then centre-crop `size`.
 EVAL_CROP_PCT = 0.875
@@ -35,7 +36,7 @@ def stats(in_chans: int, mean: tuple, std: tuple) -> tuple[tuple, tuple]:
         return (m,) * 3, (s,) * 3
     if in_chans == 3:
         return tuple(mean), tuple(std)
-    raise ValueError(f"image data supports in_chans 1 or 3, got {in_chans}")
+    raise DataError(f"model.in_chans={in_chans}: image data supports 1 (grey) or 3 (RGB) channels")
 
 
 def imagenet_stats(in_chans: int) -> tuple[tuple, tuple]:
