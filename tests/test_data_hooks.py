@@ -16,9 +16,9 @@ def test_per_epoch_names_exactly_the_settings_that_vary():
     assert AugConfig().per_epoch() == []
     assert AugConfig(label_smoothing=0.1).per_epoch() == []  # the same targets every epoch
     every = AugConfig(randaugment="rand-m9", hflip=0.5, random_resized_crop=True, mixup=0.8, cutmix=1.0,
-                      reprob=0.25)
+                      reprob=0.25, random_shift=2)
     assert every.per_epoch() == ["data.aug.randaugment", "data.aug.hflip", "data.aug.random_resized_crop",
-                                 "data.aug.mixup", "data.aug.cutmix", "data.aug.reprob"]
+                                 "data.aug.mixup", "data.aug.cutmix", "data.aug.reprob", "data.aug.random_shift"]
     assert AugConfig(cutmix=1.0).per_epoch() == ["data.aug.cutmix"]
 
 
@@ -77,3 +77,22 @@ def test_fetch_is_unaugmented_where_training_augments():
     fetched = [x for x, _ in a.train.fetch(idx)]
     assert all(torch.equal(f, x) for f, (x, _) in zip(fetched, p.train.epoch(0), strict=True))
     assert all(torch.equal(f.flip(-1), x) for f, (x, _) in zip(fetched, a.train.epoch(0), strict=True))
+
+
+def test_random_shift_varies_per_epoch_resumes_exactly_and_fetch_stays_unshifted():
+    shift = synthetic(aug=AugConfig(random_shift=2))
+    plain = synthetic()
+    assert shift.train_fingerprint == plain.train_fingerprint  # the images held are the same
+    a0 = [x for x, _ in shift.train.epoch(0)]
+    p0 = [x for x, _ in plain.train.epoch(0)]
+    assert not all(torch.equal(a, p) for a, p in zip(a0, p0))
+    assert all(torch.equal(a, x) for a, (x, _) in zip(a0[3:], shift.train.epoch(0, start_batch=3)))
+    fetched = [x for x, _ in shift.train.fetch(shift.train.batches(0))]
+    assert all(torch.equal(f, p) for f, p in zip(fetched, p0, strict=True))
+
+
+@pytest.mark.parametrize("fmt", ["imagefolder", "ffcv"])
+def test_random_shift_is_refused_where_images_are_not_in_memory(fmt):
+    from tleg_dist.config import ConfigError, from_dict
+    with pytest.raises(ConfigError, match=f"data.aug.random_shift applies to the in-memory formats .*not {fmt}"):
+        from_dict({"data": {"format": fmt, "aug": {"random_shift": 2}}}, check_paths=False)

@@ -25,7 +25,8 @@ from tleg_dist.data.ffcv_compat import epoch_order, start_epoch
 from tleg_dist.data.ffcv_ops import fresh_normalize, in_place_flip
 from tleg_dist.data.normalize import Normalize
 from tleg_dist.data.sampler import shard_indices, train_batches_per_rank, val_batches
-from tleg_dist.data.streams import check_start, class_lut, select
+from tleg_dist.data.splits import class_lut, select
+from tleg_dist.data.streams import check_start
 from tleg_dist.data.transforms import seeded
 from tleg_dist.models.arch import ViTArch
 from tleg_dist.utils.threads import threads_per_local_rank
@@ -118,8 +119,8 @@ class FFCVTrainStream:
             return order[:n_used][self.start_batch * bs:]
 
         self.loader = Loader(str(path), batch_size=bs, num_workers=_threads(cfg), os_cache=cfg.ffcv.os_cache,
-                             order=epoch_order(sample_order, quasi), seed=seed, indices=subset, pipelines=pipelines, drop_last=True,
-                             batches_ahead=cfg.ffcv.batches_ahead)
+                             order=epoch_order(sample_order, quasi), seed=seed, indices=subset, pipelines=pipelines,
+                             drop_last=True, batches_ahead=cfg.ffcv.batches_ahead)
         self.finish = finish
         self.erase = None
         if cfg.aug.reprob > 0:
@@ -172,14 +173,6 @@ class FFCVVal:
         return _iterate(self.loader, self.finish)
 
 
-def _subset(path: Path, info: dict, cfg: DataConfig, limit: Optional[int]):
-    labels = torch.from_numpy(beton_labels(path))
-    num_classes = int(info.get("num_classes") or int(labels.max()) + 1)
-    keep, _, k = select(labels, num_classes, cfg.classes, limit, str(path))
-    lut = None if cfg.classes is None else class_lut(num_classes, cfg.classes)
-    return keep.numpy().astype(np.int64), lut, k
-
-
 def build_ffcv_data(cfg: DataConfig, arch: ViTArch, *, rank: int, world_size: int, seed: int,
                     device: Optional[torch.device] = None) -> DataBundle:
     """The FFCV `DataBundle`. On a CUDA machine batches arrive on the current GPU (normalised there)."""
@@ -204,11 +197,17 @@ def build_ffcv_data(cfg: DataConfig, arch: ViTArch, *, rank: int, world_size: in
     def output(lut):
         return _Output(normalize, arch.in_chans, bool(tinfo.get("grey")), lut, device)
 
-    tkeep, tlut, k = _subset(tpath, tinfo, cfg, cfg.train_limit)
-    vkeep, vlut, _ = _subset(vpath, vinfo, cfg, cfg.val_limit)
-    train = FFCVTrainStream(tpath, tkeep, cfg, _pipelines(True, cfg, size, normalize, 1.0, device),
-                            output(tlut), seed=seed, rank=rank, world_size=world_size, device=device)
-    val = FFCVVal(vpath, vkeep, cfg, _pipelines(False, cfg, size, normalize, st.crop_pct, device),
-                  output(vlut), rank=rank, world_size=world_size)
+    tlabels = torch.from_numpy(beton_labels(tpath))
+    num_classes = int(tinfo.get("num_classes") or int(tlabels.max()) + 1)
+    # The val split is held out of the train file; the test set is the val file.
+    sel = select(cfg, tlabels, num_classes, torch.from_numpy(beton_labels(vpath)), str(tpath))
+    lut = None if cfg.classes is None else class_lut(num_classes, cfg.classes)  # file label -> 0..k-1
+    train = FFCVTrainStream(tpath, sel.train.numpy().astype(np.int64), cfg,
+                            _pipelines(True, cfg, size, normalize, 1.0, device), output(lut), seed=seed, rank=rank,
+                            world_size=world_size, device=device)
+    val = FFCVVal(tpath if sel.eval_from_pool else vpath, sel.eval.numpy().astype(np.int64), cfg,
+                  _pipelines(False, cfg, size, normalize, st.crop_pct, device), output(lut), rank=rank,
+                  world_size=world_size)
     torch.set_num_threads(threads)  # the trainer's own, as _iterate restores it after every batch
-    return DataBundle(train=train, val=val, num_classes=k, preprocessing=st.preprocessing(arch.in_chans))
+    return DataBundle(train=train, val=val, num_classes=sel.num_classes,
+                      preprocessing=st.preprocessing(arch.in_chans))

@@ -3,8 +3,9 @@
 - `in_place_flip(p)`: flips only the chosen images, in place. ffcv's RandomHorizontalFlip copies
   every image into another buffer through a negative-stride view.
 - `fresh_normalize(normalize)`: uint8 NHWC -> normalised float32 in one pass into memory allocated
-  for this batch, by a lookup table of `normalize.Normalize` (the very function every source uses). FFCV reuses its output buffers for later batches, so after ffcv's NormalizeImage
-  a kept batch must be copied again; here the output is new and the copy disappears. It runs as a
+  for this batch, by a lookup table of `normalize.Normalize` (the very function every source uses).
+  FFCV reuses its output buffers for later batches, so after ffcv's NormalizeImage a kept batch
+  must be copied again; here the output is new and the copy disappears. It runs as a
   Python stage in ffcv's loader thread (a numba kernel inside), so it also sidesteps the hang of
   NormalizeImage placed after ToTensor (upstream issue 396).
 

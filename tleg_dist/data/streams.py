@@ -27,13 +27,6 @@ def check_start(start_batch: int, n_batches: int) -> None:
         raise ValueError(f"start_batch={start_batch} is outside [0, {n_batches}]")
 
 
-def class_lut(num_classes: int, classes: list[int]) -> torch.Tensor:
-    """label -> its position in `classes`, or -1 for labels left out."""
-    lut = torch.full((num_classes,), -1, dtype=torch.long)
-    lut[torch.tensor(classes)] = torch.arange(len(classes))
-    return lut
-
-
 class IndexedTrainStream:
     """A `TrainStream` over items 0..n-1, shuffled per epoch and sharded across ranks."""
 
@@ -77,6 +70,17 @@ class IndexedVal:
 
     def __iter__(self) -> Iterator[Batch]:
         return self._load(-1, self._batches)
+
+
+def batch_augmented(load: Loader, augment: Callable[[torch.Tensor, list[int], int], torch.Tensor]) -> Loader:
+    """`load` with augment(images, indices, epoch) applied to each batch (for sources that never skip
+    an item, so each batch holds exactly its indices)."""
+
+    def augmented(epoch: int, batches: list[list[int]]) -> Iterator[Batch]:
+        for b, (x, y) in zip(batches, load(epoch, batches)):
+            yield augment(x, b, epoch), y
+
+    return augmented
 
 
 def tensor_loader(fetch: Callable[[torch.Tensor], Batch], device: torch.device | str = "cpu") -> Loader:
@@ -155,28 +159,3 @@ def dataloader_loader(dataset: Dataset, num_workers: int, *, even: bool = False)
             log.warning("skipped %d unreadable image(s) in %s on this rank", skipped, what)
 
     return load
-
-
-def select(labels: torch.Tensor, num_classes: int, classes: Optional[list[int]],
-           limit: Optional[int], what: str) -> tuple[torch.Tensor, torch.Tensor, int]:
-    """Keep `classes` (relabelled 0..k-1 in the given order), then the first `limit` items.
-
-    Returns (kept item indices, their new labels, class count).
-    """
-    if classes is None:
-        keep, new = torch.arange(len(labels)), labels.long()
-        k = num_classes
-    else:
-        if not classes or len(set(classes)) != len(classes):
-            raise DataError(f"data.classes must be a non-empty list without repeats, got {classes}")
-        bad = [c for c in classes if not 0 <= c < num_classes]
-        if bad:
-            raise DataError(f"data.classes: {bad} not in the dataset's labels 0..{num_classes - 1}")
-        mapped = class_lut(num_classes, classes)[labels.long()]
-        keep = torch.nonzero(mapped >= 0).flatten()
-        new, k = mapped[keep], len(classes)
-    if limit is not None:
-        keep, new = keep[:limit], new[:limit]
-    if len(keep) == 0:
-        raise DataError(f"{what}: no images left after data.classes / limit")
-    return keep, new, k

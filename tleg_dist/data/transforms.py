@@ -1,7 +1,9 @@
-"""Per-image transforms (timm, DeiT settings) and the per-image RNG seeding that makes them resumable."""
+"""Per-image transforms (timm, DeiT settings), the batched random shift of in-memory sources, and the
+per-image RNG seeding that makes them resumable."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import random
 from contextlib import contextmanager
@@ -9,6 +11,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from timm.data import create_transform
 from timm.data import auto_augment as timm_aa
 
@@ -69,6 +72,22 @@ def item_seed(seed: int, epoch: int, index: int) -> int:
     """A 64-bit seed from (seed, epoch, index): independent of workers, batches and ranks."""
     digest = hashlib.blake2b(f"{seed}/{epoch}/{index}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "little")
+
+
+def random_shift(images: torch.Tensor, indices: list[int], epoch: int, seed: int, pixels: int) -> torch.Tensor:
+    """Each image of an N x C x H x W batch moved by up to `pixels` in y and x (zero fill), by an offset
+    drawn from item_seed(seed, epoch, index): the same on resume and on any rank. One gather for the
+    whole batch, on the batch's device."""
+    span = 2 * pixels + 1
+    draws = torch.tensor([item_seed(seed, epoch, i) % span**2 for i in indices], device=images.device)
+    dy, dx = draws // span - pixels, draws % span - pixels
+    n, c, h, w = images.shape
+    arange = functools.partial(torch.arange, device=images.device)
+    # Output pixel (r, q) reads padded (r + pixels - dy, q + pixels - dx): the content moves by (dy, dx).
+    rows = (arange(h)[None] + pixels - dy[:, None])[:, None, :, None]
+    cols = (arange(w)[None] + pixels - dx[:, None])[:, None, None, :]
+    padded = F.pad(images, (pixels,) * 4)
+    return padded[arange(n)[:, None, None, None], arange(c)[None, :, None, None], rows, cols]
 
 
 @contextmanager
