@@ -160,3 +160,11 @@ def test_gpu_pipeline_matches_cpu(betons, ranks):
     assert torch.equal(y.cpu(), cy)
     vx, _ = collect(b.val)
     torch.testing.assert_close(vx.cpu(), collect(ranks[1].val)[0], atol=1e-5, rtol=0)
+
+
+def test_val_split_is_held_out_of_the_train_file(betons):
+    b = build_ffcv_data(cfg(betons, train_limit=160, val_split=40, eval_on="val"), ARCH, rank=0, world_size=1, seed=0)
+    x, y = collect(b.val)
+    ex, ey = expected("train", list(range(N_TRAIN - 40, N_TRAIN)))  # the last 40 of the train file
+    assert torch.equal(x, ex) and torch.equal(y, ey)
+    assert len(b.train) == 160 // BS
