@@ -2,7 +2,8 @@
 # Set up everything the demo and the tests need, idempotently:
 #   1. system packages (apt): the Fashion-MNIST data set and FFCV's build dependencies;
 #   2. a virtual environment in .venv with torch 2.14.1 / torchvision 0.29.1;
-#   3. the project itself, editable, with the dev, cluster and ffcv extras.
+#   3. the project itself, editable, with the dev, cluster and ffcv extras;
+#   4. the Animal-MNIST data set (PyPI animal-mnist, without its dependencies: see below).
 # A second run finds each step done and takes about a second.
 #
 # Environment knobs:
@@ -152,8 +153,26 @@ install_project() {
     echo "$want" > "$stamp"
 }
 
+# ---- 4. Animal-MNIST (data.format=animal_mnist) ---------------------------------------
+# Only its wheel's two data files are read (tleg_dist/data/animal_mnist.py); the package itself
+# imports tensorflow, so its dependencies are never installed.
+ANIMAL_MNIST_VERSION=0.4
+install_animal_mnist() {
+    local v
+    v="$(installed_version animal-mnist)"
+    if [ "${TLEG_FORCE_PIP:-0}" != 1 ] && [ "$v" = "$ANIMAL_MNIST_VERSION" ]; then
+        say "animal-mnist $v present"
+        return
+    fi
+    say "installing animal-mnist==$ANIMAL_MNIST_VERSION (--no-deps)"
+    "$VENV/bin/python" -m pip install -q --no-deps "animal-mnist==$ANIMAL_MNIST_VERSION" \
+        || warn "pip install --no-deps animal-mnist==$ANIMAL_MNIST_VERSION failed" \
+                "(data.format=animal_mnist will say how to install it)"
+}
+
 install_system_packages
 make_venv
 install_torch
 install_project
+install_animal_mnist
 say "done: $VENV/bin/python with torch $(installed_version torch), tleg-dist $(installed_version tleg-dist)"

@@ -46,6 +46,10 @@ def error_of(raw: dict, **kw) -> str:
     ({"data": {"format": "imagefolder", "mean": [0.5], "std": [0]}}, "data.mean/std", "std > 0"),
     ({"data": {"format": "imagefolder", "mean": [0.5] * 4, "std": [1] * 4}}, "data.mean", "at most 3"),
     ({"data": {"mean": [0.5], "std": [0.2]}}, "data.mean/std", "imagefolder only"),
+    ({"data": {"train_limit": 10, "train_per_class": 2}}, "data.train_per_class and data.train_limit", "exclusive"),
+    ({"data": {"eval_on": "val"}}, "data.eval_on=val needs data.val_split", "held out"),
+    ({"data": {"aug": {"random_shift": 2, "reprob": 0.5}}}, "data.aug.random_shift", "data.aug.reprob"),
+    ({"data": {"format": "animal_mnist", "val_split": 0}}, "data.val_split", "greater than 0"),
 ])
 def test_error_names_dotted_key(raw, key, words):
     msg = error_of(raw)

@@ -9,20 +9,21 @@ from PIL import Image
 
 from tleg_dist.config import AugConfig
 from tleg_dist.data import transforms as T
+from tleg_dist.data.normalize import imagenet_stats
 
 
 def test_posterize_zero_bits_is_black_not_an_error():
     img = Image.fromarray(np.full((8, 8, 3), 200, np.uint8))
     assert np.asarray(T.posterize(img, 0)).max() == 0
     assert np.asarray(T.posterize(img, 1)).max() == 128
-    tf = T.train_transform(AugConfig(randaugment="rand-m10-mstd0-inc1"), 16, *T.imagenet_stats(3))
+    tf = T.train_transform(AugConfig(randaugment="rand-m10-mstd0-inc1"), 16, *imagenet_stats(3))
     ops = [op for t in tf.transforms for op in getattr(t, "ops", [])]
     assert any(op.aug_fn is T.posterize for op in ops)
 
 
 @pytest.mark.parametrize("policy", ["rand-m10-n4-mstd0-inc1", "rand-m9-mstd0.5-inc1"])
 def test_randaugment_at_max_magnitude_runs(policy):
-    tf = T.train_transform(AugConfig(randaugment=policy), 16, *T.imagenet_stats(3))
+    tf = T.train_transform(AugConfig(randaugment=policy), 16, *imagenet_stats(3))
     img = Image.fromarray(np.random.default_rng(0).integers(0, 256, (20, 20, 3), dtype=np.uint8))
     for i in range(200):
         with T.seeded(0, 0, i):
@@ -47,3 +48,19 @@ def test_has_image_aug_ignores_batch_level_mixing():
     assert not T.has_image_aug(AugConfig(mixup=0.8, cutmix=1.0, label_smoothing=0.1))
     assert T.has_image_aug(AugConfig(hflip=0.5))
     assert T.has_image_aug(AugConfig(randaugment="rand-m9-mstd0.5-inc1"))
+
+
+def test_random_shift_moves_each_image_by_its_own_seeded_offset():
+    images = torch.zeros(6, 2, 9, 9, dtype=torch.uint8)
+    images[:, :, 4, 4] = 255  # one bright pixel in the middle of each image (both channels)
+    out = T.random_shift(images, list(range(10, 16)), epoch=3, seed=7, pixels=2)
+    assert out.shape == images.shape and out.dtype == torch.uint8
+    for k, i in enumerate(range(10, 16)):
+        draw = T.item_seed(7, 3, i) % 25
+        dy, dx = draw // 5 - 2, draw % 5 - 2
+        assert torch.nonzero(out[k, 0]).tolist() == [[4 + dy, 4 + dx]] and torch.equal(out[k, 0], out[k, 1])
+    assert torch.equal(out, T.random_shift(images, list(range(10, 16)), epoch=3, seed=7, pixels=2))
+    # A shift off the edge fills with zeros: the content of a full image moves, never wraps.
+    full = torch.full((40, 1, 5, 5), 9, dtype=torch.uint8)
+    shifted = T.random_shift(full, list(range(40)), epoch=0, seed=0, pixels=2)
+    assert (shifted == 0).any() and set(shifted.unique().tolist()) <= {0, 9}

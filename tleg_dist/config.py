@@ -118,6 +118,17 @@ class AugConfig(Section):
     cutmix: float = Field(0.0, ge=0)
     label_smoothing: float = Field(0.0, ge=0, lt=1)
     reprob: float = Field(0.0, ge=0, le=1, description="random erasing probability")
+    random_shift: int = Field(0, ge=0, description="move each training image by up to N pixels in x and y "
+                                                   "(zero fill); in-memory formats only")
+
+    def per_epoch(self) -> list[str]:
+        """Dotted names (data.aug.X) of the settings that are on and change an image between epochs.
+
+        label_smoothing is not among them: it changes the targets the same way every epoch."""
+        on = {"randaugment": bool(self.randaugment), "hflip": self.hflip > 0,
+              "random_resized_crop": self.random_resized_crop, "mixup": self.mixup > 0,
+              "cutmix": self.cutmix > 0, "reprob": self.reprob > 0, "random_shift": self.random_shift > 0}
+        return [f"data.aug.{name}" for name, is_on in on.items() if is_on]
 
 
 class FFCVConfig(Section):
@@ -129,14 +140,26 @@ class FFCVConfig(Section):
     batches_ahead: int = Field(3, ge=1, description="batches prepared in advance")
 
 
+# Formats held in memory as uint8 tensors, whose batches are made by tensor indexing.
+IN_MEMORY_FORMATS = ("fashion_mnist", "digits", "animal_mnist", "synthetic")
+
+
 class DataConfig(Section):
-    format: Literal["fashion_mnist", "digits", "imagefolder", "synthetic", "ffcv"] = "fashion_mnist"
+    """Which images train and which evaluate: see tleg_dist/data/splits.py."""
+
+    format: Literal["fashion_mnist", "digits", "animal_mnist", "imagefolder", "synthetic", "ffcv"] = "fashion_mnist"
     root: Optional[Path] = Field(None, description="dataset folder (defaults per format)")
     train_path: Optional[Path] = Field(None, description="ffcv: train .beton")
     val_path: Optional[Path] = Field(None, description="ffcv: val .beton")
     classes: Optional[list[int]] = Field(None, description="keep only these labels, relabelled 0..k-1")
     train_limit: Optional[int] = Field(None, gt=0, description="use only the first N training images")
-    val_limit: Optional[int] = Field(None, gt=0)
+    train_per_class: Optional[int] = Field(None, gt=0, description="use only the first N training images of "
+                                                                   "each class (exclusive with train_limit)")
+    val_split: Optional[int] = Field(None, gt=0, description="hold out the last N images of the training pool "
+                                                             "as a validation split")
+    eval_on: Literal["test", "val"] = Field("test", description="evaluate on the test set or the validation "
+                                                                "split (needs val_split)")
+    val_limit: Optional[int] = Field(None, gt=0, description="evaluate on the first N images only")
     batch_size: int = Field(128, gt=0, description="per-rank micro-batch")
     eval_batch_size: int = Field(256, gt=0)
     num_workers: int = Field(0, ge=0)
@@ -150,6 +173,20 @@ class DataConfig(Section):
                                        description="imagefolder: per-channel std (default ImageNet's)")
     aug: AugConfig = AugConfig()
     ffcv: FFCVConfig = FFCVConfig()
+
+    @model_validator(mode="after")
+    def _check_splits(self):
+        if self.train_per_class is not None and self.train_limit is not None:
+            raise ValueError("data.train_per_class and data.train_limit are exclusive: set one of them")
+        if self.eval_on == "val" and self.val_split is None:
+            raise ValueError("data.eval_on=val needs data.val_split (the number of images held out)")
+        if self.aug.random_shift and self.format not in IN_MEMORY_FORMATS:
+            raise ValueError(f"data.aug.random_shift applies to the in-memory formats "
+                             f"({', '.join(IN_MEMORY_FORMATS)}), not {self.format}")
+        if self.aug.random_shift and self.aug.reprob > 0:
+            raise ValueError("data.aug.random_shift cannot follow data.aug.reprob (erased images are "
+                             "normalised, so a zero fill would not be black): set one of them")
+        return self
 
     @model_validator(mode="after")
     def _check_stats(self):

@@ -7,6 +7,7 @@ build its models and loaders. The same failures from a real trainer process: tes
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 from pathlib import Path
@@ -36,6 +37,7 @@ from tleg_dist.training.model_factory import InitError, build_model
     ("optim.lr=-0.1", ["optim.lr", "greater than 0", "-0.1"]),
     ("model.depth=0", ["model.depth", "greater than or equal to 1"]),
     ("model.num_heads=3", ["model.num_heads=3 does not divide model.embed_dim=32"]),
+    ("data.eval_on=val", ["data.eval_on=val needs data.val_split"]),
     ("distill.teacher.checkpoint=no/such/teacher.pt", ["distill.teacher.checkpoint", "does not exist",
                                                        "no/such/teacher.pt"]),
 ])
@@ -193,3 +195,25 @@ def test_truncated_beton_is_named_before_loading(betons, keep, tmp_path):
     with pytest.raises(DataError) as e:
         build_data(cfg, FILE_ARCH, rank=0, world_size=1, seed=0)
     assert str(train) in str(e.value) and ("truncated" in str(e.value) or "too short" in str(e.value)), e.value
+
+
+def test_rank_outside_the_world_is_one_line_naming_it():
+    from tleg_dist.config import DataConfig
+    from tleg_dist.data import DataError, build_data
+
+    with pytest.raises(DataError, match=r"rank 2 is outside \[0, 1\] \(world size 2\)"):
+        build_data(DataConfig(format="synthetic"), FILE_ARCH, rank=2, world_size=2, seed=0)
+
+
+def test_image_folder_for_a_two_channel_model_names_the_setting(tmp_path):
+    from PIL import Image
+
+    from tleg_dist.config import DataConfig
+    from tleg_dist.data import DataError, build_data
+
+    for split in ("train", "val"):
+        (tmp_path / split / "a").mkdir(parents=True)
+        Image.new("RGB", (8, 8)).save(tmp_path / split / "a" / "0.png")
+    arch = dataclasses.replace(FILE_ARCH, in_chans=2)
+    with pytest.raises(DataError, match=r"model.in_chans=2: image data supports 1 \(grey\) or 3 \(RGB\)"):
+        build_data(DataConfig(format="imagefolder", root=tmp_path), arch, rank=0, world_size=1, seed=0)

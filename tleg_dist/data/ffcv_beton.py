@@ -14,8 +14,10 @@ from typing import Optional
 
 import numpy as np
 
+from tleg_dist.config import DataConfig
 from tleg_dist.data.errors import DataError
-from tleg_dist.data.transforms import EVAL_CROP_PCT, imagenet_stats
+from tleg_dist.data.ffcv_compat import beton_types
+from tleg_dist.data.normalize import EVAL_CROP_PCT, SourceStats, imagenet_stats, stats
 
 log = logging.getLogger(__name__)
 
@@ -39,30 +41,34 @@ def sidecar_path(beton: Path) -> Path:
     return Path(beton).with_suffix(".json")
 
 
-def _tables(path: Path):
-    """(header, metadata, allocation table) of a .beton, each checked against the file's size."""
-    from ffcv.types import ALLOC_TABLE_TYPE, CURRENT_VERSION, FieldDescType, HeaderType, get_handlers
-    from ffcv.utils import decode_null_terminated_string
-
+def _existing(path: Path) -> Path:
     path = Path(path)
     if not path.is_file():
         raise DataError(f"FFCV file {path} does not exist (write it with python -m tleg_dist.data.write_ffcv)")
+    return path
+
+
+def _tables(path: Path):
+    """(header, metadata, allocation table) of a .beton, each checked against the file's size."""
+    t = beton_types()
+    HeaderType, FieldDescType, ALLOC_TABLE_TYPE = t.HeaderType, t.FieldDescType, t.ALLOC_TABLE_TYPE
+    path = _existing(path)
     size = path.stat().st_size
     if size < HeaderType.itemsize:
         raise DataError(f"{path}: {size} bytes is too short for an FFCV file (truncated?)")
     header = np.fromfile(path, dtype=HeaderType, count=1)[0]
-    if header["version"] != CURRENT_VERSION:
-        raise DataError(f"{path}: not an FFCV v{CURRENT_VERSION} file (version field {header['version']})")
+    if header["version"] != t.CURRENT_VERSION:
+        raise DataError(f"{path}: not an FFCV v{t.CURRENT_VERSION} file (version field {header['version']})")
     nf, n = int(header["num_fields"]), int(header["num_samples"])
     meta_start = HeaderType.itemsize + nf * FieldDescType.itemsize
     if meta_start > size:
         raise DataError(f"{path}: truncated inside its field table")
     fields = np.fromfile(path, dtype=FieldDescType, count=nf, offset=HeaderType.itemsize)
-    names = [decode_null_terminated_string(f["name"]) for f in fields]
+    names = [t.decode_name(f["name"]) for f in fields]
     if "image" not in names or "label" not in names:
         raise DataError(f"{path}: fields {names}; expected 'image' and 'label'")
     # ffcv's get_metadata_type with the field names filled in (same aligned layout)
-    mtype = np.dtype([(name, h.metadata_type) for name, h in zip(names, get_handlers(fields))], align=True)
+    mtype = np.dtype([(name, h.metadata_type) for name, h in zip(names, t.get_handlers(fields))], align=True)
     table_at = int(header["alloc_table_ptr"])
     if meta_start + n * mtype.itemsize > size or not meta_start <= table_at <= size \
             or (size - table_at) % ALLOC_TABLE_TYPE.itemsize:
@@ -134,3 +140,14 @@ def read_sidecar(path: Path) -> dict:
     if info.get("format") != SIDECAR_FORMAT:
         raise DataError(f"{side}: not a {SIDECAR_FORMAT} sidecar")
     return info
+
+
+def sidecar_stats(cfg: DataConfig, in_chans: int) -> SourceStats:
+    """An FFCV run's statistics (the train sidecar's) and eval crop (the val sidecar's). FFCV resizes
+    with OpenCV's area filter, which timm cannot name, so the interpolation is the image-folder one."""
+    if cfg.train_path is None or cfg.val_path is None:
+        raise DataError("data.format=ffcv needs data.train_path and data.val_path (.beton files from "
+                        "python -m tleg_dist.data.write_ffcv)")
+    # A beton without a sidecar is read as ImageNet-style data, but one that is gone says nothing.
+    tinfo, vinfo = (read_sidecar(_existing(beton)) for beton in (cfg.train_path, cfg.val_path))
+    return SourceStats(*stats(in_chans, tinfo["mean"], tinfo["std"]), crop_pct=float(vinfo["eval_crop"]))

@@ -11,7 +11,6 @@ ffcv is imported lazily: the package works without it. Differences and pitfalls:
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 from typing import Iterator, Optional
 
@@ -21,37 +20,36 @@ import torch
 from tleg_dist.config import DataConfig
 from tleg_dist.data.base import Batch, DataBundle
 from tleg_dist.data.errors import DataError
-from tleg_dist.data.ffcv_beton import beton_labels, check_beton, read_sidecar, require_ffcv
+from tleg_dist.data.ffcv_beton import beton_labels, check_beton, read_sidecar, require_ffcv, sidecar_stats
+from tleg_dist.data.ffcv_compat import epoch_order, start_epoch
 from tleg_dist.data.ffcv_ops import fresh_normalize, in_place_flip
+from tleg_dist.data.normalize import Normalize
 from tleg_dist.data.sampler import shard_indices, train_batches_per_rank, val_batches
-from tleg_dist.data.streams import check_start, class_lut, select
-from tleg_dist.data.transforms import seeded, stats
+from tleg_dist.data.splits import class_lut, select
+from tleg_dist.data.streams import check_start
+from tleg_dist.data.transforms import seeded
 from tleg_dist.models.arch import ViTArch
+from tleg_dist.utils.threads import threads_per_local_rank
 
 log = logging.getLogger(__name__)
 
+
 def _threads(cfg: DataConfig) -> int:
     """FFCV's workers are numba threads in this process: share the cores between local ranks."""
-    if cfg.num_workers > 0:
-        return cfg.num_workers
-    local = int(os.environ.get("LOCAL_WORLD_SIZE", os.environ.get("WORLD_SIZE", "1")))
-    return max(1, len(os.sched_getaffinity(0)) // max(1, local))
+    return cfg.num_workers or threads_per_local_rank()
 
 
 class _Output:
     """Last touches on FFCV's batch: GPU normalisation, channel count, labels out of reused buffers."""
 
-    def __init__(self, mean, std, in_chans: int, grey: bool, lut: Optional[torch.Tensor], device):
-        self.in_chans, self.grey = in_chans, grey
+    def __init__(self, normalize: Normalize, in_chans: int, grey: bool, lut: Optional[torch.Tensor], device):
+        self.normalize, self.in_chans, self.grey = normalize, in_chans, grey
         self.lut = lut.to(device) if lut is not None else None
-        self.mean = torch.tensor(mean, device=device).view(1, 3, 1, 1) * 255
-        self.std = torch.tensor(std, device=device).view(1, 3, 1, 1) * 255
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor) -> Batch:
         # Images arrive in new memory (CPU: fresh_normalize; GPU: normalised here, as ffcv's GPU
         # NormalizeImage needs cupy). They stay channels_last, FFCV's layout: NCHW shape, NHWC memory.
-        if x.dtype == torch.uint8:
-            x = (x.float() - self.mean) / self.std
+        x = self.normalize(x)  # uint8 on the GPU; float (already normalised) passes through
         if self.in_chans == 1:
             # A grey source has 3 equal channels; RGB goes to luminance as PIL's convert("L") does.
             x = x[:, :1] if self.grey else x[:, :1] * 0.299 + x[:, 1:2] * 0.587 + x[:, 2:3] * 0.114
@@ -61,7 +59,7 @@ class _Output:
         return x, y
 
 
-def _pipelines(train: bool, cfg: DataConfig, size: int, mean, std, eval_crop: float, device):
+def _pipelines(train: bool, cfg: DataConfig, size: int, normalize: Normalize, eval_crop: float, device):
     from ffcv.fields.decoders import CenterCropRGBImageDecoder, IntDecoder, RandomResizedCropRGBImageDecoder
     from ffcv.transforms import ToDevice, ToTensor, ToTorchImage
 
@@ -78,7 +76,7 @@ def _pipelines(train: bool, cfg: DataConfig, size: int, mean, std, eval_crop: fl
         image += [ToTensor(), ToDevice(device, non_blocking=True), ToTorchImage()]
         label.append(ToDevice(device, non_blocking=True))
     else:
-        image.append(fresh_normalize(mean, std))  # new float32 memory per batch: no copy needed after
+        image.append(fresh_normalize(normalize))  # new float32 memory per batch: no copy needed after
     return {"image": image, "label": label}
 
 
@@ -102,8 +100,6 @@ class FFCVTrainStream:
     def __init__(self, path: Path, subset: np.ndarray, cfg: DataConfig, pipelines, finish: _Output, *,
                  seed: int, rank: int, world_size: int, device):
         from ffcv.loader import Loader
-        from ffcv.traversal_order import QuasiRandom
-        from ffcv.traversal_order.base import TraversalOrder
 
         bs, self.seed, self.rank = cfg.batch_size, seed, rank
         self._len = train_batches_per_rank(len(subset), bs, world_size, str(path))
@@ -111,35 +107,20 @@ class FFCVTrainStream:
         if quasi and world_size > 1:
             raise DataError("data.ffcv.order=quasi_random is not supported with several ranks (FFCV cannot "
                             "shard it like DistributedSampler); use data.ffcv.order=random")
-        n_used = self._len * bs
+        n_used, self.start_batch = self._len * bs, 0
 
-        class ShardOrder(TraversalOrder):
-            """Loader(order=ShardOrder()) calls the instance with itself to bind it."""
+        def sample_order(indices: np.ndarray, epoch: int, quasi_order) -> np.ndarray:
+            if quasi_order is not None:
+                order = quasi_order(epoch)
+            else:
+                pos = shard_indices(len(indices), epoch=epoch, seed=seed, rank=rank, world_size=world_size,
+                                    shuffle=True, drop_last=True)
+                order = indices[np.asarray(pos, dtype=np.int64)]
+            return order[:n_used][self.start_batch * bs:]
 
-            def __init__(self):
-                self.start_batch = 0
-
-            def __call__(self, loader):
-                TraversalOrder.__init__(self, loader)
-                self.quasi = QuasiRandom(loader) if quasi else None
-                if quasi:  # ffcv shuffles this table in place; restoring it makes epochs replayable
-                    self.pages = self.quasi.page_to_samples_array.copy()
-                return self
-
-            def sample_order(self, epoch: int):
-                if self.quasi is not None:
-                    self.quasi.page_to_samples_array = self.pages.copy()
-                    order = self.quasi.sample_order(epoch)
-                else:
-                    pos = shard_indices(len(self.indices), epoch=epoch, seed=seed, rank=rank,
-                                        world_size=world_size, shuffle=True, drop_last=True)
-                    order = self.indices[np.asarray(pos, dtype=np.int64)]
-                return order[:n_used][self.start_batch * bs:]
-
-        self.order = ShardOrder()
         self.loader = Loader(str(path), batch_size=bs, num_workers=_threads(cfg), os_cache=cfg.ffcv.os_cache,
-                             order=self.order, seed=seed, indices=subset, pipelines=pipelines, drop_last=True,
-                             batches_ahead=cfg.ffcv.batches_ahead)
+                             order=epoch_order(sample_order, quasi), seed=seed, indices=subset, pipelines=pipelines,
+                             drop_last=True, batches_ahead=cfg.ffcv.batches_ahead)
         self.finish = finish
         self.erase = None
         if cfg.aug.reprob > 0:
@@ -153,8 +134,8 @@ class FFCVTrainStream:
         check_start(start_batch, self._len)
         if start_batch == self._len:
             return iter(())
-        self.order.start_batch = start_batch
-        self.loader.next_epoch = epoch  # the loader asks its order for epoch `next_epoch`
+        self.start_batch = start_batch
+        start_epoch(self.loader, epoch)
         return _iterate(self.loader, self.finish, self._erase_fn(epoch, start_batch))
 
     def _erase_fn(self, epoch: int, start_batch: int):
@@ -192,22 +173,12 @@ class FFCVVal:
         return _iterate(self.loader, self.finish)
 
 
-def _subset(path: Path, info: dict, cfg: DataConfig, limit: Optional[int]):
-    labels = torch.from_numpy(beton_labels(path))
-    num_classes = int(info.get("num_classes") or int(labels.max()) + 1)
-    keep, _, k = select(labels, num_classes, cfg.classes, limit, str(path))
-    lut = None if cfg.classes is None else class_lut(num_classes, cfg.classes)
-    return keep.numpy().astype(np.int64), lut, k
-
-
 def build_ffcv_data(cfg: DataConfig, arch: ViTArch, *, rank: int, world_size: int, seed: int,
                     device: Optional[torch.device] = None) -> DataBundle:
     """The FFCV `DataBundle`. On a CUDA machine batches arrive on the current GPU (normalised there)."""
     threads = torch.get_num_threads()  # importing ffcv and building a Loader set it to FFCV's worker count
     require_ffcv()
-    if cfg.train_path is None or cfg.val_path is None:
-        raise DataError("data.format=ffcv needs data.train_path and data.val_path (.beton files from "
-                        "python -m tleg_dist.data.write_ffcv)")
+    st = sidecar_stats(cfg, arch.in_chans)
     if device is None:
         device = torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() \
             else torch.device("cpu")
@@ -220,17 +191,23 @@ def build_ffcv_data(cfg: DataConfig, arch: ViTArch, *, rank: int, world_size: in
     tinfo, vinfo = read_sidecar(tpath), read_sidecar(vpath)
     if tinfo.get("classes") != vinfo.get("classes"):
         raise DataError(f"{tpath} and {vpath} were written with different class lists")
-    mean, std = stats(arch.in_chans, tinfo["mean"], tinfo["std"])
-    size = arch.img_size
+    # Normalised on 3 channels (FFCV decodes RGB); _Output then takes the model's channels.
+    normalize, size = Normalize(st.mean, st.std), arch.img_size
 
     def output(lut):
-        return _Output(mean, std, arch.in_chans, bool(tinfo.get("grey")), lut, device)
+        return _Output(normalize, arch.in_chans, bool(tinfo.get("grey")), lut, device)
 
-    tkeep, tlut, k = _subset(tpath, tinfo, cfg, cfg.train_limit)
-    vkeep, vlut, _ = _subset(vpath, vinfo, cfg, cfg.val_limit)
-    train = FFCVTrainStream(tpath, tkeep, cfg, _pipelines(True, cfg, size, mean, std, 1.0, device),
-                            output(tlut), seed=seed, rank=rank, world_size=world_size, device=device)
-    val = FFCVVal(vpath, vkeep, cfg, _pipelines(False, cfg, size, mean, std, float(vinfo["eval_crop"]), device),
-                  output(vlut), rank=rank, world_size=world_size)
+    tlabels = torch.from_numpy(beton_labels(tpath))
+    num_classes = int(tinfo.get("num_classes") or int(tlabels.max()) + 1)
+    # The val split is held out of the train file; the test set is the val file.
+    sel = select(cfg, tlabels, num_classes, torch.from_numpy(beton_labels(vpath)), str(tpath))
+    lut = None if cfg.classes is None else class_lut(num_classes, cfg.classes)  # file label -> 0..k-1
+    train = FFCVTrainStream(tpath, sel.train.numpy().astype(np.int64), cfg,
+                            _pipelines(True, cfg, size, normalize, 1.0, device), output(lut), seed=seed, rank=rank,
+                            world_size=world_size, device=device)
+    val = FFCVVal(tpath if sel.eval_from_pool else vpath, sel.eval.numpy().astype(np.int64), cfg,
+                  _pipelines(False, cfg, size, normalize, st.crop_pct, device), output(lut), rank=rank,
+                  world_size=world_size)
     torch.set_num_threads(threads)  # the trainer's own, as _iterate restores it after every batch
-    return DataBundle(train=train, val=val, num_classes=k)
+    return DataBundle(train=train, val=val, num_classes=sel.num_classes,
+                      preprocessing=st.preprocessing(arch.in_chans))

@@ -9,8 +9,6 @@ import ctypes
 import json
 import logging
 import multiprocessing as mp
-import queue
-import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -21,6 +19,7 @@ import numpy as np
 from tleg_dist.data.errors import BadImageError, DataError
 from tleg_dist.data.ffcv_beton import (SIDECAR_FORMAT, beton_labels, check_beton, drop_samples, read_image,
                                        require_ffcv, sidecar_path)
+from tleg_dist.data.ffcv_compat import checked_writer_class, resize_as_written
 from tleg_dist.utils.atomic import atomic_path, check_output
 
 log = logging.getLogger(__name__)
@@ -111,77 +110,13 @@ class SourceImages:
         return out
 
 
-def _writer_class():
-    from ffcv.writer import DatasetWriter
-
-    class CheckedWriter(DatasetWriter):
-        """ffcv's writer, but a dead worker process raises instead of hanging the progress loop."""
-
-        desc = ""
-
-        def _write_common(self, num_samples, queue_content, work_fn, extra_worker_args):
-            from ffcv.memory_allocator import MemoryAllocator
-            from tqdm import tqdm
-
-            self.num_samples = num_samples
-            self.prepare()
-            work, allocations, done = mp.Queue(), mp.Queue(), mp.Value(ctypes.c_uint64, 0)
-            for todo in queue_content:
-                work.put(todo)
-            for _ in range(self.num_workers):
-                work.put(None)
-            allocator = MemoryAllocator(self.fname, self.data_region_start, self.page_size)
-            args = (work, self.metadata_sm, self.metadata_type, self.fields, allocator, done, allocations,
-                    *extra_worker_args)
-            procs = [mp.Process(target=work_fn, args=args) for _ in range(self.num_workers)]
-            for p in procs:
-                p.start()
-
-            def check_alive():
-                dead = [p for p in procs if p.exitcode not in (None, 0)]
-                if dead:
-                    raise DataError(f"an FFCV writer process died (exit code {dead[0].exitcode}); "
-                                    "see its traceback above (an image larger than the page? "
-                                    "raise --page-size-mib or set --max-side; a full disk?)")
-
-            try:
-                with tqdm(total=num_samples, desc=self.desc, unit="img", file=sys.stderr, mininterval=1.0) as bar:
-                    while bar.n < num_samples:
-                        time.sleep(0.1)
-                        bar.update(done.value - bar.n)
-                        check_alive()
-                table = []
-                for _ in procs:
-                    # A process still writes its last page after its last image is counted: it can
-                    # die there too (a full disk), and then never sends its allocations.
-                    while True:
-                        try:
-                            table.extend(allocations.get(timeout=0.5))
-                            break
-                        except queue.Empty:
-                            check_alive()
-                for p in procs:
-                    p.join()
-                self.finalize(table)
-            finally:
-                for p in procs:
-                    if p.is_alive():
-                        p.terminate()
-                self.metadata_sm.close()
-                self.metadata_sm.unlink()
-
-    return CheckedWriter
-
-
 def _verify(path: Path, src: SourceImages, keep: np.ndarray, s: WriteSettings) -> int:
     """Read a few samples back from the written file and compare them with the source."""
-    from ffcv.fields.rgb_image import resizer
-
     labels = beton_labels(path)
     picks = np.unique(np.linspace(0, len(keep) - 1, num=min(s.verify, len(keep))).astype(int))
     for j in picks.tolist():
         i = int(keep[j])
-        expected = resizer(src.load(i), s.max_side)
+        expected = resize_as_written(src.load(i), s.max_side)
         got, mode = read_image(path, j)
         what = f"{path}: sample {j} ({src.describe(i)})"
         if labels[j] != src.labels[i]:
@@ -201,7 +136,7 @@ def write_split(src: SourceImages, out: Path, s: WriteSettings, meta: dict, *, f
     from ffcv.fields import IntField, RGBImageField
 
     check_output(out, force)
-    Writer = _writer_class()
+    Writer = checked_writer_class()
     with atomic_path(out) as tmp:
         writer = Writer(str(tmp), {
             "image": RGBImageField(write_mode=s.write_mode, max_resolution=s.max_side,

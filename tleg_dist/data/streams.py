@@ -27,32 +27,35 @@ def check_start(start_batch: int, n_batches: int) -> None:
         raise ValueError(f"start_batch={start_batch} is outside [0, {n_batches}]")
 
 
-def class_lut(num_classes: int, classes: list[int]) -> torch.Tensor:
-    """label -> its position in `classes`, or -1 for labels left out."""
-    lut = torch.full((num_classes,), -1, dtype=torch.long)
-    lut[torch.tensor(classes)] = torch.arange(len(classes))
-    return lut
-
-
 class IndexedTrainStream:
     """A `TrainStream` over items 0..n-1, shuffled per epoch and sharded across ranks."""
 
     def __init__(self, n: int, batch_size: int, load: Loader, *, seed: int, rank: int,
-                 world_size: int, name: str = "train"):
-        self.n, self.batch_size, self._load = n, batch_size, load
-        self.seed, self.rank, self.world_size = seed, rank, world_size
+                 world_size: int, name: str = "train", plain: Optional[Loader] = None):
+        """`plain`: loads the un-augmented images of index batches (in-memory sources only)."""
+        self.n, self.batch_size, self._load, self._plain = n, batch_size, load, plain
+        self.seed, self.rank, self.world_size, self.name = seed, rank, world_size, name
         self._len = train_batches_per_rank(n, batch_size, world_size, name)
 
     def __len__(self) -> int:
         return self._len
 
     def batches(self, epoch: int) -> list[list[int]]:
+        """This rank's index batches of `epoch`, in the order `epoch()` yields them."""
         return train_batches(self.n, self.batch_size, epoch=epoch, seed=self.seed,
                              rank=self.rank, world_size=self.world_size)
 
     def epoch(self, epoch: int, start_batch: int = 0) -> Iterator[Batch]:
         check_start(start_batch, self._len)
         return self._load(epoch, self.batches(epoch)[start_batch:])
+
+    def fetch(self, index_batches: list[list[int]]) -> Iterator[Batch]:
+        """The un-augmented images (as the source holds them, before `prepare`) and labels of
+        `index_batches`, one batch each: e.g. to fill a cache of per-image teacher outputs."""
+        if self._plain is None:
+            raise TypeError(f"{self.name}: this source cannot fetch images by index "
+                            "(its DataBundle.train_fingerprint is None)")
+        return self._plain(-1, index_batches)
 
 
 class IndexedVal:
@@ -67,6 +70,17 @@ class IndexedVal:
 
     def __iter__(self) -> Iterator[Batch]:
         return self._load(-1, self._batches)
+
+
+def batch_augmented(load: Loader, augment: Callable[[torch.Tensor, list[int], int], torch.Tensor]) -> Loader:
+    """`load` with augment(images, indices, epoch) applied to each batch (for sources that never skip
+    an item, so each batch holds exactly its indices)."""
+
+    def augmented(epoch: int, batches: list[list[int]]) -> Iterator[Batch]:
+        for b, (x, y) in zip(batches, load(epoch, batches)):
+            yield augment(x, b, epoch), y
+
+    return augmented
 
 
 def tensor_loader(fetch: Callable[[torch.Tensor], Batch], device: torch.device | str = "cpu") -> Loader:
@@ -116,6 +130,9 @@ def dataloader_loader(dataset: Dataset, num_workers: int, *, even: bool = False)
             # or a resumed run's dropout stream would drift from an uninterrupted one.
             generator=torch.Generator())
         skipped, it = 0, iter(loader)
+        # Stop the workers as soon as the epoch ends, also when a worker raised (on_bad_image=fail)
+        # or the consumer stopped early: left to the garbage collector, each costs a 5 s join
+        # timeout later. Dropping the last reference to the iterator stops them (its __del__).
         try:
             for x, y, bad in it:
                 for path in bad:
@@ -129,39 +146,16 @@ def dataloader_loader(dataset: Dataset, num_workers: int, *, even: bool = False)
                 if x is None:
                     raise DataError(f"every image of a batch was unreadable, e.g. {bad[0]}")
                 yield x, y
+        except Exception as e:
+            if num_workers == 0:
+                raise
+            # The traceback's frames inside the iterator hold it: raise from here without them. A
+            # worker's error carries the worker's own traceback in its message.
+            raise e.with_traceback(None)
         finally:
-            # Stop the workers now, also when a worker raised (on_bad_image=fail) or the consumer
-            # stopped early: left to the garbage collector, each costs a 5 s join timeout later.
-            shutdown = getattr(it, "_shutdown_workers", None)
-            if shutdown is not None:
-                shutdown()
+            del it
         if skipped:
             what = "validation" if epoch < 0 else f"epoch {epoch}"
             log.warning("skipped %d unreadable image(s) in %s on this rank", skipped, what)
 
     return load
-
-
-def select(labels: torch.Tensor, num_classes: int, classes: Optional[list[int]],
-           limit: Optional[int], what: str) -> tuple[torch.Tensor, torch.Tensor, int]:
-    """Keep `classes` (relabelled 0..k-1 in the given order), then the first `limit` items.
-
-    Returns (kept item indices, their new labels, class count).
-    """
-    if classes is None:
-        keep, new = torch.arange(len(labels)), labels.long()
-        k = num_classes
-    else:
-        if not classes or len(set(classes)) != len(classes):
-            raise DataError(f"data.classes must be a non-empty list without repeats, got {classes}")
-        bad = [c for c in classes if not 0 <= c < num_classes]
-        if bad:
-            raise DataError(f"data.classes: {bad} not in the dataset's labels 0..{num_classes - 1}")
-        mapped = class_lut(num_classes, classes)[labels.long()]
-        keep = torch.nonzero(mapped >= 0).flatten()
-        new, k = mapped[keep], len(classes)
-    if limit is not None:
-        keep, new = keep[:limit], new[:limit]
-    if len(keep) == 0:
-        raise DataError(f"{what}: no images left after data.classes / limit")
-    return keep, new, k
