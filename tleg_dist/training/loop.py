@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from tleg_dist.data.device import to_device
+from tleg_dist.data.errors import DataError
 from tleg_dist.training.checkpoint import Position
 from tleg_dist.training.distributed import DistInfo, reduce_
 from tleg_dist.utils.errors import UserError
@@ -150,10 +151,19 @@ def train_steps(ctx: LoopContext, batches, pos: Position, metrics, on_step: Call
     return True
 
 
+def require_val_data(val, dist: DistInfo) -> None:
+    """Every rank evaluates its own share of the validation set, and under ZeRO-3 even a rank that
+    ran out must keep making forwards (shaped like its own batches): a rank with none cannot."""
+    if len(val) == 0:
+        raise DataError(f"rank {dist.rank} of {dist.world_size} has no validation data: use fewer ranks "
+                        f"or more validation images (data.val_limit)")
+
+
 @torch.no_grad()
 def evaluate(model, val, dist: DistInfo, dtype: torch.dtype, prepare: Callable = None) -> dict:
     """Top-1/top-5 over every rank's disjoint share. Ranks with fewer batches run dummy
     forwards, because ZeRO-3 gathers parameters collectively at each forward."""
+    require_val_data(val, dist)
     was_training = model.training
     model.eval()
     sums = torch.zeros(4, dtype=torch.float64, device=dist.device)  # loss, top1, top5, count
@@ -163,8 +173,6 @@ def evaluate(model, val, dist: DistInfo, dtype: torch.dtype, prepare: Callable =
     for _ in range(rounds):
         batch = next(batches, None)
         if batch is None:
-            if dummy is None:
-                raise RuntimeError(f"rank {dist.rank} has no validation data; use fewer ranks or more val images")
             model(dummy)
             continue
         x, y = batch

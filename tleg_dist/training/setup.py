@@ -27,7 +27,7 @@ from tleg_dist.teacher import build_teacher
 from tleg_dist.training import distributed, ds_config, optim
 from tleg_dist.training.checkpoint import Checkpointer, Position, find_resume
 from tleg_dist.training.distributed import DistInfo
-from tleg_dist.training.loop import LoopContext, LossTracker, evaluate
+from tleg_dist.training.loop import LoopContext, LossTracker, evaluate, require_val_data
 from tleg_dist.training.metrics import MetricsLog
 from tleg_dist.training.model_factory import build_model, compile_engine
 
@@ -98,6 +98,7 @@ def load_data(cfg: RunConfig, dist: DistInfo) -> DataBundle:
     if data.num_classes != cfg.model.num_classes:  # else a head of the wrong size would train, or crash later
         raise ConfigError(f"model.num_classes is {cfg.model.num_classes} but the data has {data.num_classes} classes"
                           f"{' (data.classes)' if cfg.data.classes else ''}: set model.num_classes={data.num_classes}")
+    require_val_data(data.val, dist)  # now, not after the first epoch
     return data
 
 
