@@ -32,7 +32,8 @@ from PIL import Image
 from tleg_dist.config import AugConfig, DataConfig
 from tleg_dist.data.ffcv_loader import build_ffcv_data
 from tleg_dist.data.imagefolder import scan
-from tleg_dist.data.transforms import imagenet_stats, train_transform
+from tleg_dist.data.normalize import imagenet_stats
+from tleg_dist.data.transforms import train_transform
 from tleg_dist.data.ffcv_writer import SourceImages, WriteSettings, beton_name, write_split
 from tleg_dist.models.arch import ViTArch
 

@@ -11,13 +11,14 @@ from tleg_dist.config import AugConfig, DataConfig
 from tleg_dist.data import build_data
 from tleg_dist.data import fashion_mnist as fm
 from tleg_dist.data import transforms as T
-from tleg_dist.data.device import Normalize, to_device
+from tleg_dist.data.device import to_device
+from tleg_dist.data.normalize import EVAL_CROP_PCT, INTERPOLATION, Normalize, SourceStats, imagenet_stats
 from tleg_dist.models.arch import ViTArch
 
 
 def old_fashion_mnist(images, in_chans, img_size):
     """The host-side float path as it was: normalise N x H x W, add the channel, resize, repeat."""
-    x = images.float().div_(255).sub_(T.FASHION_MNIST_MEAN).div_(T.FASHION_MNIST_STD).unsqueeze(1)
+    x = images.float().div_(255).sub_(fm.MEAN).div_(fm.STD).unsqueeze(1)
     if img_size != x.shape[-1]:
         x = F.interpolate(x, size=(img_size, img_size), mode="bilinear", align_corners=False,
                           antialias=img_size < x.shape[-1])
@@ -27,20 +28,20 @@ def old_fashion_mnist(images, in_chans, img_size):
 @pytest.mark.parametrize("in_chans,img_size", [(1, 28), (3, 32), (1, 16)])
 def test_fashion_mnist_uint8_on_device_equals_host_float(in_chans, img_size):
     images = torch.randint(0, 256, (6, 28, 28), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
-    new = fm.to_float(images.unsqueeze(1), in_chans, img_size)
+    new = SourceStats.grey(fm.MEAN, fm.STD).normalize(in_chans, img_size)(images.unsqueeze(1))
     assert torch.equal(new, old_fashion_mnist(images, in_chans, img_size))
 
 
 @pytest.mark.parametrize("aug", [AugConfig(), AugConfig(hflip=0.5, random_resized_crop=True,
                                                         randaugment="rand-m9-mstd0.5-inc1")])
 def test_timm_transform_uint8_then_normalize_equals_float_transform(aug):
-    mean, std = T.imagenet_stats(3)
+    mean, std = imagenet_stats(3)
     img = Image.fromarray(np.random.default_rng(0).integers(0, 256, (40, 30, 3), dtype=np.uint8))
     crop = {} if aug.random_resized_crop else dict(scale=(1.0, 1.0), ratio=(1.0, 1.0))
     old_train = T._patch_posterize(create_transform(
         24, is_training=True, hflip=aug.hflip, auto_augment=aug.randaugment or None, color_jitter=None,
-        interpolation=T.INTERPOLATION, mean=mean, std=std, re_prob=0.0, **crop))
-    old_eval = create_transform(24, is_training=False, crop_pct=T.EVAL_CROP_PCT, interpolation=T.INTERPOLATION,
+        interpolation=INTERPOLATION, mean=mean, std=std, re_prob=0.0, **crop))
+    old_eval = create_transform(24, is_training=False, crop_pct=EVAL_CROP_PCT, interpolation=INTERPOLATION,
                                 mean=mean, std=std)
     norm = Normalize(mean, std)
     for i in range(5):
@@ -54,9 +55,9 @@ def test_timm_transform_uint8_then_normalize_equals_float_transform(aug):
 
 
 def test_random_erasing_keeps_the_float_path():
-    raw = T.train_transform(AugConfig(reprob=1.0), 16, *T.imagenet_stats(3))(Image.new("RGB", (16, 16)))
+    raw = T.train_transform(AugConfig(reprob=1.0), 16, *imagenet_stats(3))(Image.new("RGB", (16, 16)))
     assert raw.dtype == torch.float32
-    assert Normalize(*T.imagenet_stats(3))(raw) is raw
+    assert Normalize(*imagenet_stats(3))(raw) is raw
 
 
 def test_synthetic_images_depend_only_on_their_index():
@@ -80,3 +81,12 @@ def test_to_device_prepares_each_batch_once_in_order():
     out = list(to_device(batches, torch.device("cpu"), Normalize((0.0,), (1 / 255,))))
     assert [y.tolist() for _, y in out] == [[0, 0], [1, 1], [2, 2]]
     assert all(torch.equal(x, torch.full((2, 1, 4, 4), float(i))) for i, (x, _) in enumerate(out))
+
+
+def test_lookup_table_is_the_same_function_as_normalize():
+    """FFCV's CPU pipeline normalises by `Normalize.table` (ffcv_ops.fresh_normalize): every value in
+    every channel maps to exactly what Normalize gives."""
+    norm = Normalize(*imagenet_stats(3))
+    images = torch.arange(256, dtype=torch.uint8).view(1, 1, 16, 16).expand(2, 3, -1, -1)
+    table = torch.from_numpy(norm.table()).T  # channel, value
+    assert torch.equal(table[torch.arange(3).view(1, 3, 1, 1), images.long()], norm(images))

@@ -7,7 +7,6 @@ from _launch import run_train, summary
 from tleg_dist.config import DataConfig
 from tleg_dist.data import build_data
 from tleg_dist.data import digits
-from tleg_dist.data.preprocessing import eval_preprocessing
 from tleg_dist.models.arch import ViTArch
 
 
@@ -35,7 +34,7 @@ def test_bundle_classes_limits_and_normalisation():
                      ViTArch(num_classes=2), rank=0, world_size=1, seed=0)
     assert sub.num_classes == 2 and len(sub.train) == 5
     assert set(torch.cat([y for _, y in sub.val]).tolist()) == {0, 1}
-    assert eval_preprocessing(DataConfig(format="digits"), 1)["mean"] == [digits.MEAN]
+    assert b.preprocessing["mean"] == [digits.MEAN] and b.preprocessing["interpolation"] == "bilinear"
 
 
 def test_trainer_runs_on_digits(tmp_path):

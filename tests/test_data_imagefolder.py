@@ -3,6 +3,7 @@
 import logging
 
 import numpy as np
+import psutil
 import pytest
 import torch
 from PIL import Image
@@ -148,3 +149,24 @@ def test_classes_subset_and_grey_model(tmp_path):
     assert sorted(ys.tolist()) == [0] * 6 + [1] * 6  # eel -> 0, cat -> 1
     x, vy = next(iter(b.val))
     assert x.shape[1] == 1 and vy.tolist() == [1, 1, 0]  # val order: cat, cat, eel
+
+
+@pytest.mark.parametrize("how", ["consumer_leaves", "worker_raises"])
+def test_workers_stop_as_soon_as_the_epoch_ends(tmp_path, how):
+    root = make_tree(tmp_path)
+    if how == "worker_raises":
+        corrupt(root)
+    b = build_data(cfg(root, num_workers=2, batch_size=2), ARCH, rank=0, world_size=1, seed=0)
+    me = psutil.Process()
+    before = {p.pid for p in me.children()}
+    epoch = b.train.epoch(0)
+    if how == "consumer_leaves":
+        next(epoch)
+        assert {p.pid for p in me.children()} - before  # the workers run
+        epoch.close()
+    else:
+        with pytest.raises(BadImageError) as err:  # the error, held as pytest holds it, keeps no worker
+            list(epoch)
+        assert err.value is not None
+    assert not [p for p in me.children() if p.pid not in before and p.is_running()
+                and p.status() != psutil.STATUS_ZOMBIE]

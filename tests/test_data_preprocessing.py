@@ -1,6 +1,6 @@
-"""eval_preprocessing describes each loader's eval pipeline: timm's create_transform with those
-fields gives the loader's very tensors, once normalised on the device as the trainer does (image folders: RGB and grey, default and recipe
-statistics; Fashion-MNIST at its own size)."""
+"""DataBundle.preprocessing describes each loader's eval pipeline: timm's create_transform with those
+fields gives the loader's very tensors, once normalised on the device as the trainer does (image
+folders: RGB and grey, default and recipe statistics; Fashion-MNIST at its own size)."""
 
 from __future__ import annotations
 
@@ -42,7 +42,8 @@ def test_image_folder_eval_is_timms_transform_from_the_fields(tmp_path, in_chans
     arch = ViTArch(img_size=16, patch_size=4, in_chans=in_chans, num_classes=2)
     bundle = build_data(data, arch, rank=0, world_size=1, seed=0)
     run_x = torch.cat([bundle.prepare(x) for x, _ in bundle.val])  # the loader's pixels, normalised as on the device
-    transform = create_transform(input_size=(in_chans, 16, 16), **eval_preprocessing(data, in_chans))
+    transform = create_transform(input_size=(in_chans, 16, 16), **bundle.preprocessing)
+    assert bundle.preprocessing == eval_preprocessing(data, in_chans)  # the transitional re-derivation agrees
     _, paths, _ = scan(tmp_path / "val", ["a", "b"])
     timm_x = torch.stack([transform(Image.open(p).convert("RGB" if in_chans == 3 else "L")) for p in paths])
     assert torch.equal(timm_x, run_x)
@@ -51,10 +52,11 @@ def test_image_folder_eval_is_timms_transform_from_the_fields(tmp_path, in_chans
 @pytest.mark.skipif(not (fm.DEFAULT_ROOT / "t10k-images-idx3-ubyte.gz").is_file(),
                     reason="apt-get install dataset-fashion-mnist")
 def test_fashion_mnist_at_its_own_size():
-    images = fm.load_split(None, "val")[0][:4]
-    want = fm.to_float(images.unsqueeze(1), 1, 28)  # the batch's on-device normalisation
-    transform = create_transform(input_size=(1, 28, 28), **eval_preprocessing({"format": "fashion_mnist"}, 1))
-    got = torch.stack([transform(Image.fromarray(im.numpy(), mode="L")) for im in images])
+    bundle = build_data(DataConfig(val_limit=4, eval_batch_size=4), ViTArch(), rank=0, world_size=1, seed=0)
+    images, _ = next(iter(bundle.val))
+    want = bundle.prepare(images)  # the batch's on-device normalisation
+    transform = create_transform(input_size=(1, 28, 28), **bundle.preprocessing)
+    got = torch.stack([transform(Image.fromarray(im[0].numpy(), mode="L")) for im in images])
     torch.testing.assert_close(got, want, atol=1e-6, rtol=0)
 
 
@@ -65,3 +67,11 @@ def test_ffcv_run_whose_betons_are_gone_is_an_error_not_imagenet_defaults(tmp_pa
     data = {"format": "ffcv", "train_path": str(tmp_path / "train.beton"), "val_path": str(tmp_path / "val.beton")}
     with pytest.raises(DataError, match="train.beton"):
         eval_preprocessing(data, 1)
+
+
+@pytest.mark.parametrize("in_chans", [1, 3])
+def test_every_source_records_the_statistics_it_normalises_with(in_chans):
+    arch = ViTArch(img_size=8, patch_size=4, in_chans=in_chans, num_classes=4)
+    b = build_data(DataConfig(format="synthetic", synthetic_size=16, batch_size=4), arch, rank=0, world_size=1, seed=0)
+    for key in ("mean", "std"):
+        assert torch.equal(torch.tensor(b.preprocessing[key]), getattr(b.prepare, key)[:in_chans])

@@ -1,8 +1,8 @@
-"""shard_indices is DistributedSampler; train/val shards are disjoint, equal-length and resumable."""
+"""The shard order is fixed (resumed runs and FFCV depend on it); train/val shards are disjoint,
+equal-length and resumable."""
 
 import pytest
 import torch
-from torch.utils.data import DistributedSampler
 
 from tleg_dist.config import DataConfig
 from tleg_dist.data import build_data, shard_indices
@@ -10,20 +10,14 @@ from tleg_dist.data.sampler import train_batches, val_batches
 from tleg_dist.models.arch import ViTArch
 
 
-@pytest.mark.parametrize("n", [1, 5, 7, 64, 101])
-@pytest.mark.parametrize("world", [1, 2, 3, 4])
-@pytest.mark.parametrize("drop_last", [False, True])
-@pytest.mark.parametrize("shuffle", [False, True])
-def test_shard_indices_equals_distributed_sampler(n, world, drop_last, shuffle):
-    dataset = list(range(n))
-    for epoch in (0, 3):
-        for rank in range(world):
-            ref = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=shuffle,
-                                     seed=17, drop_last=drop_last)
-            ref.set_epoch(epoch)
-            got = shard_indices(n, epoch=epoch, seed=17, rank=rank, world_size=world,
-                                shuffle=shuffle, drop_last=drop_last)
-            assert got == list(ref)
+@pytest.mark.parametrize("drop_last, shards", [
+    (True, [[8, 10, 4], [1, 9, 2], [5, 7, 0]]),
+    (False, [[8, 10, 4, 6], [1, 9, 2, 3], [5, 7, 0, 8]]),  # padded by repeating the first indices
+])
+def test_shard_order_is_the_one_runs_were_trained_with(drop_last, shards):
+    """The order of the hand-written sampler this replaced: a change here reorders resumed runs."""
+    for rank, want in enumerate(shards):
+        assert shard_indices(11, epoch=3, seed=17, rank=rank, world_size=3, shuffle=True, drop_last=drop_last) == want
 
 
 def test_shard_indices_rejects_bad_rank():

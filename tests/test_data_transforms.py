@@ -9,20 +9,21 @@ from PIL import Image
 
 from tleg_dist.config import AugConfig
 from tleg_dist.data import transforms as T
+from tleg_dist.data.normalize import imagenet_stats
 
 
 def test_posterize_zero_bits_is_black_not_an_error():
     img = Image.fromarray(np.full((8, 8, 3), 200, np.uint8))
     assert np.asarray(T.posterize(img, 0)).max() == 0
     assert np.asarray(T.posterize(img, 1)).max() == 128
-    tf = T.train_transform(AugConfig(randaugment="rand-m10-mstd0-inc1"), 16, *T.imagenet_stats(3))
+    tf = T.train_transform(AugConfig(randaugment="rand-m10-mstd0-inc1"), 16, *imagenet_stats(3))
     ops = [op for t in tf.transforms for op in getattr(t, "ops", [])]
     assert any(op.aug_fn is T.posterize for op in ops)
 
 
 @pytest.mark.parametrize("policy", ["rand-m10-n4-mstd0-inc1", "rand-m9-mstd0.5-inc1"])
 def test_randaugment_at_max_magnitude_runs(policy):
-    tf = T.train_transform(AugConfig(randaugment=policy), 16, *T.imagenet_stats(3))
+    tf = T.train_transform(AugConfig(randaugment=policy), 16, *imagenet_stats(3))
     img = Image.fromarray(np.random.default_rng(0).integers(0, 256, (20, 20, 3), dtype=np.uint8))
     for i in range(200):
         with T.seeded(0, 0, i):

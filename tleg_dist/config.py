@@ -119,6 +119,15 @@ class AugConfig(Section):
     label_smoothing: float = Field(0.0, ge=0, lt=1)
     reprob: float = Field(0.0, ge=0, le=1, description="random erasing probability")
 
+    def per_epoch(self) -> list[str]:
+        """Dotted names (data.aug.X) of the settings that are on and change an image between epochs.
+
+        label_smoothing is not among them: it changes the targets the same way every epoch."""
+        on = {"randaugment": bool(self.randaugment), "hflip": self.hflip > 0,
+              "random_resized_crop": self.random_resized_crop, "mixup": self.mixup > 0,
+              "cutmix": self.cutmix > 0, "reprob": self.reprob > 0}
+        return [f"data.aug.{name}" for name, is_on in on.items() if is_on]
+
 
 class FFCVConfig(Section):
     """FFCV loader settings (data.format=ffcv); see docs/ffcv.md."""

@@ -3,6 +3,9 @@
 Every source (Fashion-MNIST, ImageFolder, synthetic, FFCV) returns a `DataBundle`.
 The trainer only ever calls `train.epoch(epoch, start_batch)`, iterates `val`, and passes every
 batch's images through `prepare` once they are on the training device (`data/device.py`).
+A source whose training images are fixed (in memory, not augmented per image) also says so with
+`train_fingerprint` and serves them un-augmented by index (`IndexedTrainStream.fetch`), which is
+what the teacher-logit cache keys and fills itself with.
 """
 
 from __future__ import annotations
@@ -37,3 +40,11 @@ class DataBundle:
     mixup: Optional[Callable[[torch.Tensor, torch.Tensor], Batch]] = None
     # On the device: a batch's images -> normalised float NCHW of the model's size (float passes through).
     prepare: Callable[[torch.Tensor], torch.Tensor] = lambda x: x
+    # sha256 over the training images and labels as the source holds them (after classes, limits
+    # and splits) and the parameters of `prepare`; None where the source cannot say (image files
+    # decoded on the fly, .beton files).
+    train_fingerprint: Optional[str] = None
+    # The eval transform as timm pretrained_cfg fields (interpolation, crop_pct, crop_mode, mean, std;
+    # one mean/std value per model channel), from the statistics `prepare` normalises with: the
+    # trainer records it, so exports never re-derive it from the data config.
+    preprocessing: Optional[dict] = None

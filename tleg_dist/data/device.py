@@ -2,7 +2,8 @@
 
 Sources hand over uint8 (or their own dtype) images in pinned host memory when CUDA is present;
 `to_device` copies the next batch on a side stream while the current step runs, and applies the
-source's `prepare` (its normalisation) on the device. On a CPU the same code runs without streams.
+source's `prepare` (its normalisation, `normalize.Normalize`) on the device. On a CPU the same
+code runs without streams.
 """
 
 from __future__ import annotations
@@ -19,25 +20,6 @@ def pin(*tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
     if not torch.cuda.is_available():
         return tensors
     return tuple(t.pin_memory() for t in tensors)
-
-
-class Normalize:
-    """uint8 NCHW in 0..255 -> (x / 255 - mean) / std in float32, with torchvision's exact op order
-    (ToTensor's division, then Normalize's subtraction and division), so values match the old
-    host-side transforms bit for bit. Float input (already normalised by its source) passes through."""
-
-    def __init__(self, mean, std):
-        self.mean, self.std = torch.tensor(mean), torch.tensor(std)
-        self._on: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}  # copied once per device
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dtype != torch.uint8:
-            return x
-        c = x.shape[1]
-        if x.device not in self._on:
-            self._on[x.device] = self.mean.to(x.device), self.std.to(x.device)
-        mean, std = (t[:c].view(1, c, 1, 1) for t in self._on[x.device])
-        return x.float().div_(255).sub_(mean).div_(std)
 
 
 def to_device(batches: Iterable[Batch], device: torch.device,

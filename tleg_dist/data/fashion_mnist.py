@@ -14,14 +14,16 @@ from typing import Optional
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 
 from tleg_dist.data.errors import DataError
-from tleg_dist.data.transforms import FASHION_MNIST_MEAN, FASHION_MNIST_STD, fit_channels, seeded
+from tleg_dist.data.transforms import fit_channels, seeded
 
 DEFAULT_ROOT = Path("/usr/share/datasets/fashion-mnist")
 NUM_CLASSES = 10
+# The published statistics of the training images on the 0..1 scale (every run and export uses them).
+MEAN = 0.2860
+STD = 0.3530
 _PREFIX = {"train": "train", "val": "t10k"}
 _INSTALL_HINT = (
     "Install the Debian package: apt-get install dataset-fashion-mnist "
@@ -77,21 +79,6 @@ def load_split(root: Optional[Path], split: str) -> tuple[torch.Tensor, torch.Te
     if int(labels.max()) >= NUM_CLASSES:
         raise DataError(f"Fashion-MNIST {split} in {root}: label {int(labels.max())} >= {NUM_CLASSES}")
     return images, labels
-
-
-def to_float(images: torch.Tensor, in_chans: int, img_size: int, mean: float = FASHION_MNIST_MEAN,
-             std: float = FASHION_MNIST_STD) -> torch.Tensor:
-    """The batch's `prepare`, on the training device: uint8 N x C x H x W -> normalised float
-    N x in_chans x img_size x img_size, for the whole batch at once. Float input passes through.
-    `mean`/`std`: one grey statistic (other in-memory grey sets, e.g. digits, pass their own)."""
-    if images.dtype != torch.uint8:
-        return images
-    x = images.float().div_(255).sub_(mean).div_(std)
-    if img_size != x.shape[-1]:
-        # Bilinear interpolation commutes with the affine normalisation above.
-        x = F.interpolate(x, size=(img_size, img_size), mode="bilinear", align_corners=False,
-                          antialias=img_size < x.shape[-1])
-    return x.expand(-1, in_chans, -1, -1).contiguous() if in_chans != x.shape[1] else x
 
 
 class AugmentedImages(torch.utils.data.Dataset):

@@ -14,8 +14,9 @@ from typing import Optional
 
 import numpy as np
 
+from tleg_dist.config import DataConfig
 from tleg_dist.data.errors import DataError
-from tleg_dist.data.transforms import EVAL_CROP_PCT, imagenet_stats
+from tleg_dist.data.normalize import EVAL_CROP_PCT, SourceStats, imagenet_stats, stats
 
 log = logging.getLogger(__name__)
 
@@ -39,14 +40,19 @@ def sidecar_path(beton: Path) -> Path:
     return Path(beton).with_suffix(".json")
 
 
+def _existing(path: Path) -> Path:
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"FFCV file {path} does not exist (write it with python -m tleg_dist.data.write_ffcv)")
+    return path
+
+
 def _tables(path: Path):
     """(header, metadata, allocation table) of a .beton, each checked against the file's size."""
     from ffcv.types import ALLOC_TABLE_TYPE, CURRENT_VERSION, FieldDescType, HeaderType, get_handlers
     from ffcv.utils import decode_null_terminated_string
 
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"FFCV file {path} does not exist (write it with python -m tleg_dist.data.write_ffcv)")
+    path = _existing(path)
     size = path.stat().st_size
     if size < HeaderType.itemsize:
         raise DataError(f"{path}: {size} bytes is too short for an FFCV file (truncated?)")
@@ -134,3 +140,14 @@ def read_sidecar(path: Path) -> dict:
     if info.get("format") != SIDECAR_FORMAT:
         raise DataError(f"{side}: not a {SIDECAR_FORMAT} sidecar")
     return info
+
+
+def sidecar_stats(cfg: DataConfig, in_chans: int) -> SourceStats:
+    """An FFCV run's statistics (the train sidecar's) and eval crop (the val sidecar's). FFCV resizes
+    with OpenCV's area filter, which timm cannot name, so the interpolation is the image-folder one."""
+    if cfg.train_path is None or cfg.val_path is None:
+        raise DataError("data.format=ffcv needs data.train_path and data.val_path (.beton files from "
+                        "python -m tleg_dist.data.write_ffcv)")
+    # A beton without a sidecar is read as ImageNet-style data, but one that is gone says nothing.
+    tinfo, vinfo = (read_sidecar(_existing(beton)) for beton in (cfg.train_path, cfg.val_path))
+    return SourceStats(*stats(in_chans, tinfo["mean"], tinfo["std"]), crop_pct=float(vinfo["eval_crop"]))

@@ -11,7 +11,6 @@ ffcv is imported lazily: the package works without it. Differences and pitfalls:
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 from typing import Iterator, Optional
 
@@ -21,37 +20,34 @@ import torch
 from tleg_dist.config import DataConfig
 from tleg_dist.data.base import Batch, DataBundle
 from tleg_dist.data.errors import DataError
-from tleg_dist.data.ffcv_beton import beton_labels, check_beton, read_sidecar, require_ffcv
+from tleg_dist.data.ffcv_beton import beton_labels, check_beton, read_sidecar, require_ffcv, sidecar_stats
 from tleg_dist.data.ffcv_ops import fresh_normalize, in_place_flip
+from tleg_dist.data.normalize import Normalize
 from tleg_dist.data.sampler import shard_indices, train_batches_per_rank, val_batches
 from tleg_dist.data.streams import check_start, class_lut, select
-from tleg_dist.data.transforms import seeded, stats
+from tleg_dist.data.transforms import seeded
 from tleg_dist.models.arch import ViTArch
+from tleg_dist.utils.threads import threads_per_local_rank
 
 log = logging.getLogger(__name__)
 
+
 def _threads(cfg: DataConfig) -> int:
     """FFCV's workers are numba threads in this process: share the cores between local ranks."""
-    if cfg.num_workers > 0:
-        return cfg.num_workers
-    local = int(os.environ.get("LOCAL_WORLD_SIZE", os.environ.get("WORLD_SIZE", "1")))
-    return max(1, len(os.sched_getaffinity(0)) // max(1, local))
+    return cfg.num_workers or threads_per_local_rank()
 
 
 class _Output:
     """Last touches on FFCV's batch: GPU normalisation, channel count, labels out of reused buffers."""
 
-    def __init__(self, mean, std, in_chans: int, grey: bool, lut: Optional[torch.Tensor], device):
-        self.in_chans, self.grey = in_chans, grey
+    def __init__(self, normalize: Normalize, in_chans: int, grey: bool, lut: Optional[torch.Tensor], device):
+        self.normalize, self.in_chans, self.grey = normalize, in_chans, grey
         self.lut = lut.to(device) if lut is not None else None
-        self.mean = torch.tensor(mean, device=device).view(1, 3, 1, 1) * 255
-        self.std = torch.tensor(std, device=device).view(1, 3, 1, 1) * 255
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor) -> Batch:
         # Images arrive in new memory (CPU: fresh_normalize; GPU: normalised here, as ffcv's GPU
         # NormalizeImage needs cupy). They stay channels_last, FFCV's layout: NCHW shape, NHWC memory.
-        if x.dtype == torch.uint8:
-            x = (x.float() - self.mean) / self.std
+        x = self.normalize(x)  # uint8 on the GPU; float (already normalised) passes through
         if self.in_chans == 1:
             # A grey source has 3 equal channels; RGB goes to luminance as PIL's convert("L") does.
             x = x[:, :1] if self.grey else x[:, :1] * 0.299 + x[:, 1:2] * 0.587 + x[:, 2:3] * 0.114
@@ -61,7 +57,7 @@ class _Output:
         return x, y
 
 
-def _pipelines(train: bool, cfg: DataConfig, size: int, mean, std, eval_crop: float, device):
+def _pipelines(train: bool, cfg: DataConfig, size: int, normalize: Normalize, eval_crop: float, device):
     from ffcv.fields.decoders import CenterCropRGBImageDecoder, IntDecoder, RandomResizedCropRGBImageDecoder
     from ffcv.transforms import ToDevice, ToTensor, ToTorchImage
 
@@ -78,7 +74,7 @@ def _pipelines(train: bool, cfg: DataConfig, size: int, mean, std, eval_crop: fl
         image += [ToTensor(), ToDevice(device, non_blocking=True), ToTorchImage()]
         label.append(ToDevice(device, non_blocking=True))
     else:
-        image.append(fresh_normalize(mean, std))  # new float32 memory per batch: no copy needed after
+        image.append(fresh_normalize(normalize))  # new float32 memory per batch: no copy needed after
     return {"image": image, "label": label}
 
 
@@ -205,9 +201,7 @@ def build_ffcv_data(cfg: DataConfig, arch: ViTArch, *, rank: int, world_size: in
     """The FFCV `DataBundle`. On a CUDA machine batches arrive on the current GPU (normalised there)."""
     threads = torch.get_num_threads()  # importing ffcv and building a Loader set it to FFCV's worker count
     require_ffcv()
-    if cfg.train_path is None or cfg.val_path is None:
-        raise DataError("data.format=ffcv needs data.train_path and data.val_path (.beton files from "
-                        "python -m tleg_dist.data.write_ffcv)")
+    st = sidecar_stats(cfg, arch.in_chans)
     if device is None:
         device = torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() \
             else torch.device("cpu")
@@ -220,17 +214,17 @@ def build_ffcv_data(cfg: DataConfig, arch: ViTArch, *, rank: int, world_size: in
     tinfo, vinfo = read_sidecar(tpath), read_sidecar(vpath)
     if tinfo.get("classes") != vinfo.get("classes"):
         raise DataError(f"{tpath} and {vpath} were written with different class lists")
-    mean, std = stats(arch.in_chans, tinfo["mean"], tinfo["std"])
-    size = arch.img_size
+    # Normalised on 3 channels (FFCV decodes RGB); _Output then takes the model's channels.
+    normalize, size = Normalize(st.mean, st.std), arch.img_size
 
     def output(lut):
-        return _Output(mean, std, arch.in_chans, bool(tinfo.get("grey")), lut, device)
+        return _Output(normalize, arch.in_chans, bool(tinfo.get("grey")), lut, device)
 
     tkeep, tlut, k = _subset(tpath, tinfo, cfg, cfg.train_limit)
     vkeep, vlut, _ = _subset(vpath, vinfo, cfg, cfg.val_limit)
-    train = FFCVTrainStream(tpath, tkeep, cfg, _pipelines(True, cfg, size, mean, std, 1.0, device),
+    train = FFCVTrainStream(tpath, tkeep, cfg, _pipelines(True, cfg, size, normalize, 1.0, device),
                             output(tlut), seed=seed, rank=rank, world_size=world_size, device=device)
-    val = FFCVVal(vpath, vkeep, cfg, _pipelines(False, cfg, size, mean, std, float(vinfo["eval_crop"]), device),
+    val = FFCVVal(vpath, vkeep, cfg, _pipelines(False, cfg, size, normalize, st.crop_pct, device),
                   output(vlut), rank=rank, world_size=world_size)
     torch.set_num_threads(threads)  # the trainer's own, as _iterate restores it after every batch
-    return DataBundle(train=train, val=val, num_classes=k)
+    return DataBundle(train=train, val=val, num_classes=k, preprocessing=st.preprocessing(arch.in_chans))

@@ -2,8 +2,8 @@
 
 - `in_place_flip(p)`: flips only the chosen images, in place. ffcv's RandomHorizontalFlip copies
   every image into another buffer through a negative-stride view.
-- `fresh_normalize(mean, std)`: uint8 NHWC -> normalised float32 in one pass into memory allocated
-  for this batch. FFCV reuses its output buffers for later batches, so after ffcv's NormalizeImage
+- `fresh_normalize(normalize)`: uint8 NHWC -> normalised float32 in one pass into memory allocated
+  for this batch, by a lookup table of `normalize.Normalize` (the very function every source uses). FFCV reuses its output buffers for later batches, so after ffcv's NormalizeImage
   a kept batch must be copied again; here the output is new and the copy disappears. It runs as a
   Python stage in ffcv's loader thread (a numba kernel inside), so it also sidesteps the hang of
   NormalizeImage placed after ToTensor (upstream issue 396).
@@ -63,11 +63,11 @@ def _lut_kernel():
     return lut
 
 
-def fresh_normalize(mean, std):
-    """(x / 255 - mean) / std, `mean`/`std` per channel on the 0..1 scale, as a lookup table."""
+def fresh_normalize(normalize):
+    """`normalize` (a `normalize.Normalize`) as a lookup table, its own values for each pixel value."""
     from ffcv.pipeline.operation import Operation
 
-    table = ((np.arange(256)[:, None] / 255.0 - np.asarray(mean)[None]) / np.asarray(std)[None]).astype(np.float32)
+    table = normalize.table()
     kernel = _lut_kernel()
 
     class FreshNormalize(Operation):

@@ -1,43 +1,24 @@
 """Which dataset indices each rank sees, in which order.
 
-`shard_indices` reproduces `torch.utils.data.DistributedSampler` exactly (tested), so the
-in-memory, DataLoader and FFCV paths all share one order. It is written out rather than
-wrapping the sampler so that no dataset object is needed and FFCV can call it directly.
+Every path (in-memory, DataLoader, FFCV) takes its order from `shard_indices`, i.e. from
+torch's `DistributedSampler` over range(n): one order, so a source's path never changes it and
+resumed runs replay it.
 """
 
 from __future__ import annotations
 
-import math
-
-import torch
+from torch.utils.data import DistributedSampler
 
 from tleg_dist.data.errors import DataError
 
 
 def shard_indices(n: int, *, epoch: int, seed: int, rank: int, world_size: int,
                   shuffle: bool, drop_last: bool) -> list[int]:
-    """What DistributedSampler(len n, world_size, rank, shuffle, seed, drop_last) yields after set_epoch(epoch)."""
-    if not 0 <= rank < world_size:
-        raise ValueError(f"rank {rank} is outside [0, {world_size - 1}]")
-    if n < 1:
-        raise ValueError(f"cannot shard an empty dataset (n={n})")
-    if drop_last and n % world_size:
-        per_rank = math.ceil((n - world_size) / world_size)
-    else:
-        per_rank = math.ceil(n / world_size)
-    total = per_rank * world_size
-    if shuffle:
-        g = torch.Generator()
-        g.manual_seed(seed + epoch)
-        indices = torch.randperm(n, generator=g).tolist()
-    else:
-        indices = list(range(n))
-    if drop_last:
-        indices = indices[:total]
-    else:
-        pad = total - len(indices)
-        indices += (indices * math.ceil(pad / len(indices)))[:pad]
-    return indices[rank:total:world_size]
+    """What DistributedSampler(range(n), world_size, rank, shuffle, seed, drop_last) yields after set_epoch(epoch)."""
+    sampler = DistributedSampler(range(n), num_replicas=world_size, rank=rank, shuffle=shuffle, seed=seed,
+                                 drop_last=drop_last)
+    sampler.set_epoch(epoch)
+    return list(sampler)
 
 
 def train_batches_per_rank(n: int, batch_size: int, world_size: int, name: str = "train") -> int:

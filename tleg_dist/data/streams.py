@@ -38,21 +38,31 @@ class IndexedTrainStream:
     """A `TrainStream` over items 0..n-1, shuffled per epoch and sharded across ranks."""
 
     def __init__(self, n: int, batch_size: int, load: Loader, *, seed: int, rank: int,
-                 world_size: int, name: str = "train"):
-        self.n, self.batch_size, self._load = n, batch_size, load
-        self.seed, self.rank, self.world_size = seed, rank, world_size
+                 world_size: int, name: str = "train", plain: Optional[Loader] = None):
+        """`plain`: loads the un-augmented images of index batches (in-memory sources only)."""
+        self.n, self.batch_size, self._load, self._plain = n, batch_size, load, plain
+        self.seed, self.rank, self.world_size, self.name = seed, rank, world_size, name
         self._len = train_batches_per_rank(n, batch_size, world_size, name)
 
     def __len__(self) -> int:
         return self._len
 
     def batches(self, epoch: int) -> list[list[int]]:
+        """This rank's index batches of `epoch`, in the order `epoch()` yields them."""
         return train_batches(self.n, self.batch_size, epoch=epoch, seed=self.seed,
                              rank=self.rank, world_size=self.world_size)
 
     def epoch(self, epoch: int, start_batch: int = 0) -> Iterator[Batch]:
         check_start(start_batch, self._len)
         return self._load(epoch, self.batches(epoch)[start_batch:])
+
+    def fetch(self, index_batches: list[list[int]]) -> Iterator[Batch]:
+        """The un-augmented images (as the source holds them, before `prepare`) and labels of
+        `index_batches`, one batch each: e.g. to fill a cache of per-image teacher outputs."""
+        if self._plain is None:
+            raise TypeError(f"{self.name}: this source cannot fetch images by index "
+                            "(its DataBundle.train_fingerprint is None)")
+        return self._plain(-1, index_batches)
 
 
 class IndexedVal:
@@ -116,6 +126,9 @@ def dataloader_loader(dataset: Dataset, num_workers: int, *, even: bool = False)
             # or a resumed run's dropout stream would drift from an uninterrupted one.
             generator=torch.Generator())
         skipped, it = 0, iter(loader)
+        # Stop the workers as soon as the epoch ends, also when a worker raised (on_bad_image=fail)
+        # or the consumer stopped early: left to the garbage collector, each costs a 5 s join
+        # timeout later. Dropping the last reference to the iterator stops them (its __del__).
         try:
             for x, y, bad in it:
                 for path in bad:
@@ -129,12 +142,14 @@ def dataloader_loader(dataset: Dataset, num_workers: int, *, even: bool = False)
                 if x is None:
                     raise DataError(f"every image of a batch was unreadable, e.g. {bad[0]}")
                 yield x, y
+        except Exception as e:
+            if num_workers == 0:
+                raise
+            # The traceback's frames inside the iterator hold it: raise from here without them. A
+            # worker's error carries the worker's own traceback in its message.
+            raise e.with_traceback(None)
         finally:
-            # Stop the workers now, also when a worker raised (on_bad_image=fail) or the consumer
-            # stopped early: left to the garbage collector, each costs a 5 s join timeout later.
-            shutdown = getattr(it, "_shutdown_workers", None)
-            if shutdown is not None:
-                shutdown()
+            del it
         if skipped:
             what = "validation" if epoch < 0 else f"epoch {epoch}"
             log.warning("skipped %d unreadable image(s) in %s on this rank", skipped, what)

@@ -9,44 +9,16 @@ from typing import Callable, Iterator
 
 import numpy as np
 import torch
-from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, create_transform
+from timm.data import create_transform
 from timm.data import auto_augment as timm_aa
 
-from tleg_dist.config import AugConfig, DataConfig
-
-FASHION_MNIST_MEAN = 0.2860
-FASHION_MNIST_STD = 0.3530
-# DeiT's eval crop: resize to size / 0.875, then centre-crop `size`.
-EVAL_CROP_PCT = 0.875
-INTERPOLATION = "bicubic"
+from tleg_dist.config import AugConfig
+from tleg_dist.data.normalize import EVAL_CROP_PCT, INTERPOLATION
 
 
 def has_image_aug(aug: AugConfig) -> bool:
     """True when some augmentation acts per image (mixup/cutmix act per batch, in the trainer)."""
     return bool(aug.randaugment) or aug.hflip > 0 or aug.random_resized_crop or aug.reprob > 0
-
-
-def stats(in_chans: int, mean: tuple, std: tuple) -> tuple[tuple, tuple]:
-    """3-channel normalisation stats; a 1-channel model sees a grey image (channel 0 kept)."""
-    if in_chans == 1:
-        m, s = float(np.mean(mean)), float(np.mean(std))
-        return (m,) * 3, (s,) * 3
-    if in_chans == 3:
-        return tuple(mean), tuple(std)
-    raise ValueError(f"image data supports in_chans 1 or 3, got {in_chans}")
-
-
-def imagenet_stats(in_chans: int) -> tuple[tuple, tuple]:
-    return stats(in_chans, IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD)
-
-
-def folder_stats(cfg: DataConfig, in_chans: int) -> tuple[tuple, tuple]:
-    """An image folder's statistics: the recipe's data.mean/std (one value: every channel), else ImageNet's."""
-    if cfg.mean is None:
-        return imagenet_stats(in_chans)
-    if len(cfg.mean) == 1:  # taken as given: averaging three copies would not round-trip the value
-        return (cfg.mean[0],) * 3, (cfg.std[0],) * 3
-    return stats(in_chans, tuple(cfg.mean), tuple(cfg.std))
 
 
 def fit_channels(x: torch.Tensor, in_chans: int) -> torch.Tensor:
@@ -56,7 +28,7 @@ def fit_channels(x: torch.Tensor, in_chans: int) -> torch.Tensor:
 
 def train_transform(aug: AugConfig, img_size: int, mean: tuple, std: tuple) -> Callable:
     """DeiT-style training transform from timm: PIL RGB image -> uint8 CHW tensor, normalised later on
-    the device (`device.Normalize`). Random erasing acts on normalised pixels, per image, so with
+    the device (`normalize.Normalize`). Random erasing acts on normalised pixels, per image, so with
     aug.reprob > 0 the output is the normalised float tensor instead."""
     # Without random_resized_crop, a full-area square "crop" is a plain resize (for square images).
     crop = {} if aug.random_resized_crop else dict(scale=(1.0, 1.0), ratio=(1.0, 1.0))
@@ -87,9 +59,9 @@ def _patch_posterize(transform):
     return transform
 
 
-def eval_transform(img_size: int) -> Callable:
+def eval_transform(img_size: int, crop_pct: float = EVAL_CROP_PCT) -> Callable:
     """PIL RGB image -> uint8 CHW tensor (resize, centre crop); normalised on the device."""
-    return create_transform(img_size, is_training=False, crop_pct=EVAL_CROP_PCT,
+    return create_transform(img_size, is_training=False, crop_pct=crop_pct,
                             interpolation=INTERPOLATION, normalize=False)
 
 

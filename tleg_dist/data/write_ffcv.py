@@ -22,7 +22,6 @@ from pathlib import Path
 from tleg_dist import cli
 from tleg_dist.data.errors import DataError
 from tleg_dist.data.ffcv_writer import SourceImages, WriteSettings, beton_name, write_split
-from tleg_dist.data.transforms import FASHION_MNIST_MEAN, FASHION_MNIST_STD
 
 log = logging.getLogger(__name__)
 
@@ -36,14 +35,14 @@ def _sources(args) -> dict[str, tuple[SourceImages, dict]]:
             x, y = fm.load_split(args.root, split)
             x, y = x.numpy()[:args.limit], y.numpy()[:args.limit]
             meta = {"source": "fashion_mnist", "split": split, "grey": True, "num_classes": fm.NUM_CLASSES,
-                    "classes": list(range(fm.NUM_CLASSES)), "mean": [FASHION_MNIST_MEAN] * 3,
-                    "std": [FASHION_MNIST_STD] * 3, "eval_crop": 1.0}
+                    "classes": list(range(fm.NUM_CLASSES)), "mean": [fm.MEAN] * 3,
+                    "std": [fm.STD] * 3, "eval_crop": 1.0}
             out[split] = (SourceImages(y, arrays=x, stop_on_bad=stop), meta)
         return out
     from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 
     from tleg_dist.data.imagefolder import scan
-    from tleg_dist.data.transforms import EVAL_CROP_PCT
+    from tleg_dist.data.normalize import EVAL_CROP_PCT
     if args.root is None:
         raise DataError("--root is required for --source imagefolder (ROOT/train, ROOT/val)")
     names, out = None, {}

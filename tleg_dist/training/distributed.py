@@ -14,6 +14,7 @@ import torch
 import torch.distributed as dist
 
 from tleg_dist.training import deepspeed_compat
+from tleg_dist.utils.threads import threads_per_local_rank
 
 
 @dataclass(frozen=True)
@@ -53,9 +54,7 @@ def init(timeout_s: Optional[float] = None) -> DistInfo:
     # Oversubscribed cores make gloo collectives crawl: split the cores between local
     # ranks unless the user chose OMP_NUM_THREADS.
     if "OMP_NUM_THREADS" not in os.environ:
-        local_world = int(os.environ.get("LOCAL_WORLD_SIZE", os.environ.get("SLURM_NTASKS_PER_NODE",
-                                                                            os.environ["WORLD_SIZE"])))
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(1, local_world)))
+        torch.set_num_threads(threads_per_local_rank())
     cuda = torch.cuda.is_available()
     if timeout_s is not None:
         # DeepSpeed reduces gradients in its own clone of the world group (new_group without a
