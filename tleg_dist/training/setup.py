@@ -102,18 +102,6 @@ def load_data(cfg: RunConfig, dist: DistInfo) -> DataBundle:
     return data
 
 
-def _preprocessing(cfg: RunConfig, data: DataBundle) -> dict:
-    """The eval transform as timm pretrained_cfg fields, recorded in the marker and the export."""
-    # TODO(integrator): once h3's DataBundle.preprocessing lands, use `data.preprocessing` alone
-    # and drop this fallback (data/preprocessing.py's per-format switch goes with it).
-    recorded = getattr(data, "preprocessing", None)
-    if recorded is not None:
-        return recorded
-    from tleg_dist.data.preprocessing import eval_preprocessing
-
-    return eval_preprocessing(cfg.data, cfg.model.in_chans)
-
-
 def _engine(cfg: RunConfig, ds: dict, steps_per_epoch: int):
     """(DeepSpeed engine, EMA of its module or None, peak lr), with identical initial weights on every rank."""
     torch.manual_seed(cfg.seed)
@@ -172,5 +160,6 @@ def build(cfg: RunConfig, resume: str | None) -> Run:
                       cfg.train.log_every_steps, losses, data.prepare, ema)
     meta = {"stage": cfg.stage, "arch": cfg.model.arch().to_dict(), "depth": cfg.model.depth,
             "zero_stage": zero, "bf16": bf16, "world_size": dist.world_size,
-            "config": cfg.model_dump(mode="json"), "preprocessing": _preprocessing(cfg, data)}
+            "config": cfg.model_dump(mode="json"),
+            "preprocessing": data.preprocessing}  # the eval transform, for the export and `convert`
     return Run(cfg, dist, out, data, engine, ema, ckpt, pos, metrics, ctx, meta, n_params, started)
