@@ -101,8 +101,22 @@ def test_teacher_sees_float_images_and_passes_no_gradient():
     assert student.grad is not None and not teacher.logits.requires_grad
 
 
-@pytest.mark.parametrize("type, teacher, words", [("kd", Fixed(TEACHER), "none, soft or hard, got 'kd'"),
-                                                  ("soft", None, "distillation type 'soft' needs a teacher")])
-def test_bad_arguments_are_refused(type, teacher, words):
-    with pytest.raises(ValueError, match=words):
-        DistillationLoss(nn.CrossEntropyLoss(), teacher, type)
+@pytest.mark.parametrize("type", ["soft", "hard"])
+def test_given_teacher_logits_replace_the_teacher(type):
+    """The teacher-logit cache's path: the logits come with the batch and the teacher never runs."""
+    crit = DistillationLoss(nn.CrossEntropyLoss(), None, type, 0.5, 2.0)
+    given = crit(torch.zeros(2, 1, 4, 4), torch.tensor(STUDENT), torch.tensor(LABELS), torch.tensor(TEACHER))
+    assert given.item() == loss(type, tau=2.0)
+    assert DistillationLoss(nn.CrossEntropyLoss(), Refuses(), type)(
+        None, torch.tensor(STUDENT), torch.tensor(LABELS), torch.tensor(TEACHER)).item() == loss(type, tau=1.0)
+
+
+def test_bad_type_is_refused():
+    with pytest.raises(ValueError, match="none, soft or hard, got 'kd'"):
+        DistillationLoss(nn.CrossEntropyLoss(), Fixed(TEACHER), "kd")
+
+
+def test_distillation_without_teacher_or_logits_is_refused():
+    crit = DistillationLoss(nn.CrossEntropyLoss(), None, "soft")
+    with pytest.raises(ValueError, match="distillation type 'soft' needs a teacher or the teacher's logits"):
+        crit(torch.zeros(2, 1, 4, 4), torch.tensor(STUDENT), torch.tensor(LABELS))

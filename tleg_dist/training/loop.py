@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Callable, Iterator, Optional
 
 import numpy as np
 import torch
@@ -107,8 +107,10 @@ def seed_step(seed: int, micro_step: int, rank: int) -> None:
     np.random.seed(s)
 
 
-def train_steps(ctx: LoopContext, batches, pos: Position, metrics, on_step: Callable[[], bool]) -> bool:
+def train_steps(ctx: LoopContext, batches, pos: Position, metrics, on_step: Callable[[], bool],
+                teacher_logits: Optional[Iterator[torch.Tensor]] = None) -> bool:
     """Consume `batches`; call `on_step` after each optimizer step. Returns False if it asked to stop.
+    `teacher_logits`: the teacher's logits of each batch, in step (the teacher-logit cache), or None.
 
     Nothing here waits for the device except at log steps (`ctx.losses.settle`) and with nan_policy=skip.
     """
@@ -119,7 +121,7 @@ def train_steps(ctx: LoopContext, batches, pos: Position, metrics, on_step: Call
         if ctx.mixup is not None:
             x, y = ctx.mixup(x, y)
         out = engine(x.to(ctx.dtype))
-        loss = ctx.criterion(x, out, y)
+        loss = ctx.criterion(x, out, y, None if teacher_logits is None else next(teacher_logits))
         before = dataclasses.replace(pos)
         pos.batch_in_epoch += 1
         pos.micro_step += 1

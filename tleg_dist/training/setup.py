@@ -11,7 +11,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Iterator, Optional
 
 import deepspeed
 import torch
@@ -24,12 +24,13 @@ from tleg_dist.config import ConfigError, RunConfig
 from tleg_dist.data import DataBundle, build_data
 from tleg_dist.losses import DistillationLoss
 from tleg_dist.teacher import build_teacher
-from tleg_dist.training import distributed, ds_config, optim
+from tleg_dist.training import distributed, ds_config, optim, teacher_cache
 from tleg_dist.training.checkpoint import Checkpointer, Position, find_resume
 from tleg_dist.training.distributed import DistInfo
 from tleg_dist.training.loop import LoopContext, LossTracker, evaluate, require_val_data
 from tleg_dist.training.metrics import MetricsLog
 from tleg_dist.training.model_factory import build_model, compile_engine
+from tleg_dist.training.teacher_cache import CachedLogits
 
 log = logging.getLogger("tleg_dist")
 
@@ -52,6 +53,7 @@ class Run:
     meta: dict  # the checkpoint marker's description of the run (also handed to the export)
     n_params: int
     started: float
+    cache: Optional[CachedLogits] = None  # the teacher-logit cache, when distill.teacher.cache is on
     last_eval: dict = field(default_factory=dict)
     eval_step: Optional[int] = None
 
@@ -59,6 +61,12 @@ class Run:
         self.ctx.losses.settle()  # a NaN not yet read must stop the run before it reaches a checkpoint
         client_state = {} if self.ema is None else {"ema": self.ema.state_dict()}
         self.ckpt.save(self.engine, self.pos, self.meta, client_state)
+
+    def teacher_logits(self) -> Optional[Iterator[torch.Tensor]]:
+        """From the cache, the teacher's logits of this epoch's batches from `pos` on (None: it runs live)."""
+        if self.cache is None:
+            return None
+        return self.cache.batches(self.data.train.batches(self.pos.epoch)[self.pos.batch_in_epoch:], self.dist.device)
 
     def evaluate(self, model=None) -> dict:
         """Top-1/top-5 of `model` (default: the engine) on the validation data, over every rank."""
@@ -142,8 +150,10 @@ def build(cfg: RunConfig, resume: str | None) -> Run:
     ds = ds_config.build(cfg, dist.world_size)
     zero, bf16 = ds_config.zero_stage(ds), ds_config.bf16(ds)
     data = load_data(cfg, dist)
-    teacher = None
-    if cfg.distill.type != "none":
+    teacher, cache = None, None
+    if cfg.distill.type != "none" and cfg.distill.teacher.cache:
+        cache = teacher_cache.open_or_fill(cfg, data, dist, out)
+    elif cfg.distill.type != "none":
         teacher = build_teacher(cfg.distill.teacher, data.num_classes, cfg.model.in_chans).to(dist.device)
     steps_per_epoch = max(1, len(data.train) // cfg.optim.grad_accum)
     engine, ema, peak = _engine(cfg, ds, steps_per_epoch)
@@ -162,4 +172,4 @@ def build(cfg: RunConfig, resume: str | None) -> Run:
             "zero_stage": zero, "bf16": bf16, "world_size": dist.world_size,
             "config": cfg.model_dump(mode="json"),
             "preprocessing": data.preprocessing}  # the eval transform, for the export and `convert`
-    return Run(cfg, dist, out, data, engine, ema, ckpt, pos, metrics, ctx, meta, n_params, started)
+    return Run(cfg, dist, out, data, engine, ema, ckpt, pos, metrics, ctx, meta, n_params, started, cache)

@@ -36,8 +36,8 @@ def run_epochs(run: Run, control: RunControl) -> None:
     try:
         while pos.epoch < cfg.train.epochs and control.running:
             metrics.bar(len(run.data.train), pos.batch_in_epoch, f"{cfg.stage} epoch {pos.epoch + 1}/{cfg.train.epochs}")
-            batches = run.data.train.epoch(pos.epoch, pos.batch_in_epoch)
-            if not train_steps(run.ctx, batches, pos, metrics, control.after_step):
+            batches, teacher_logits = run.data.train.epoch(pos.epoch, pos.batch_in_epoch), run.teacher_logits()
+            if not train_steps(run.ctx, batches, pos, metrics, control.after_step, teacher_logits):
                 return
             metrics.close_bar()
             pos.epoch, pos.batch_in_epoch = pos.epoch + 1, 0
