@@ -7,7 +7,7 @@ import pytest
 
 submitit = pytest.importorskip("submitit")
 
-from tleg_dist.training.preempt import ForwardPreemption, PreemptionFlag  # noqa: E402
+from tleg_dist.training.preempt import ForwardPreemption, PreemptionFlag, submitit_signal  # noqa: E402
 from tleg_dist.utils.errors import UserError  # noqa: E402
 
 
@@ -28,9 +28,19 @@ def test_submitit_signal_that_the_trainer_uses_is_refused_at_once(monkeypatch, s
         ForwardPreemption()
 
 
+def test_submitit_signal_is_read_from_its_public_field(monkeypatch):
+    """submitit's JobEnvironment.USR_SIG (public; SUBMITIT_PREEMPT_SIGNAL, default USR2) names the signal."""
+    assert "USR_SIG" in vars(submitit.JobEnvironment)
+    monkeypatch.setattr(submitit.JobEnvironment, "USR_SIG", "USR2")
+    assert submitit_signal() == signal.SIGUSR2
+    monkeypatch.setattr(submitit.JobEnvironment, "USR_SIG", "NOPE")
+    with pytest.raises(UserError, match="^SUBMITIT_PREEMPT_SIGNAL=NOPE: not a signal name; leave it unset"):
+        submitit_signal()
+
+
 def test_submitit_signal_while_training_sets_the_trainer_flag(restore_handlers):
     got = []
-    signal.signal(submitit.JobEnvironment._usr_sig(), lambda signum, frame: got.append(signum))
+    signal.signal(submitit_signal(), lambda signum, frame: got.append(signum))
     forward = ForwardPreemption().install()
     flag = PreemptionFlag().install()
     try:

@@ -5,11 +5,10 @@ Full-batch design: the training set is exactly one global batch, so 1 rank x 64 
 float reassociation.
 """
 
-from pathlib import Path
-
 import pytest
-
 from _launch import TINY, max_abs_diff, run_train, summary
+
+from tleg_dist.training import deepspeed_compat
 
 COMMON = ["data.synthetic_size=64", "data.batch_size={bs}", "train.epochs=4", "train.progress=false",
           "checkpoint.every_steps=1000", "model.drop_path_rate=0.0"]
@@ -21,8 +20,8 @@ def args(tmp, name, bs, ds="configs/ds/zero0.json"):
 
 
 def shm_buffers() -> set[str]:
-    shm = Path("/dev/shm")
-    return {p.name for p in shm.glob("deepspeed_allreduce_buffer_*")} if shm.is_dir() else set()
+    shm = deepspeed_compat.SHM_DIR
+    return {p.name for p in shm.glob(deepspeed_compat.SHM_BUFFER_GLOB)} if shm.is_dir() else set()
 
 
 @pytest.fixture(scope="module")

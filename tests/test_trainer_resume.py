@@ -17,6 +17,8 @@ def test_resume_mid_epoch_is_exact(tmp_path):
     run_train(["--config", str(TINY), f"output_dir={parts}", *COMMON, "train.max_steps=5"])
     meta = json.loads((parts / "checkpoints" / "step_00000005" / "tleg_meta.json").read_text())
     assert (meta["epoch"], meta["batch_in_epoch"]) == (0, 5)
+    # the eval transform is recorded when the run trains (convert export reads it from here)
+    assert set(meta["preprocessing"]) == {"interpolation", "crop_pct", "crop_mode", "mean", "std"}
     run_train(["--config", str(TINY), f"output_dir={parts}", "--resume", "auto", *COMMON, "train.max_steps=11"])
     run_train(["--config", str(TINY), f"output_dir={parts}", "--resume", "auto", *COMMON])
     assert summary(parts)["global_step"] == summary(full)["global_step"] == 16

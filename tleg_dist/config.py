@@ -206,6 +206,11 @@ class TeacherConfig(Section):
     checkpoint: Optional[Path] = Field(None, description="local weights: safetensors or a weights-only torch file")
     pretrained: bool = False
     kwargs: dict = Field(default_factory=dict, description="extra timm.create_model arguments")
+    cache: bool = Field(False, description="compute the teacher's logits for every training image once and read "
+                                           "them back instead of running it (needs the same input every epoch; "
+                                           "no effect with distill.type=none); see docs/performance.md")
+    cache_dir: Optional[Path] = Field(None, description="where the cache lives (default RUN/teacher_logits); a "
+                                                        "shared folder serves every run with the same teacher and data")
 
     _checkpoint_exists = field_validator("checkpoint")(_input_file_exists)
 
@@ -267,15 +272,29 @@ class RunConfig(Section):
     train: TrainConfig = TrainConfig()
     checkpoint: CheckpointConfig = CheckpointConfig()
 
+    @model_validator(mode="after")
+    def _check_teacher_cache(self):
+        """The cache holds one set of logits per image: refused where an image's input changes between epochs."""
+        if not self.distill.teacher.cache or self.distill.type == "none":
+            return self
+        varying = self.data.aug.per_epoch()
+        if varying:
+            raise ValueError(f"distill.teacher.cache needs the same training input every epoch, but {varying[0]} "
+                             f"changes it: turn {varying[0]} off or set distill.teacher.cache=false")
+        if self.data.format in ("imagefolder", "ffcv"):
+            raise ValueError(f"distill.teacher.cache: data.format={self.data.format} reads its training images from "
+                             f"files every epoch and cannot name them for a cache: set distill.teacher.cache=false")
+        return self
+
 
 def _format_error(err: ValidationError, source: str) -> str:
     lines = []
     for e in err.errors():
-        key = ".".join(str(p) for p in e["loc"]) or "<root>"
+        key = ".".join(str(p) for p in e["loc"])
         msg = "unknown key" if e["type"] == "extra_forbidden" else e["msg"]
         got = e.get("input")
-        shown = "" if isinstance(got, dict) or e["type"] == "missing" else f" (got {got!r})"
-        lines.append(f"{key}: {msg}{shown}")
+        shown = "" if isinstance(got, dict) or e["type"] == "missing" or not key else f" (got {got!r})"
+        lines.append(f"{key}: {msg}{shown}" if key else f"{msg}{shown}")  # a whole-recipe check names its keys
     return f"{source}: invalid config\n  " + "\n  ".join(lines)
 
 

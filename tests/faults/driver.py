@@ -38,7 +38,7 @@ def _floats(name: str) -> float:
 
 def install() -> None:
     from tleg_dist.artifacts import checkpoints
-    from tleg_dist.training import loop, trainer
+    from tleg_dist.training import loop, setup
 
     step_delay = _floats("TLEG_FAULT_STEP_DELAY_S")
     save_delay = _floats("TLEG_FAULT_SAVE_DELAY_S")
@@ -59,20 +59,20 @@ def install() -> None:
     loop.seed_step = patched_seed_step
 
     if nan_at:
-        make_criterion = trainer._criterion
+        make_criterion = setup.criterion
 
-        def patched_criterion(cfg, teacher):
-            crit = make_criterion(cfg, teacher)
+        def patched_criterion(*args, **kwargs):
+            crit = make_criterion(*args, **kwargs)
 
-            def nan_criterion(x, out, y):
-                loss = crit(x, out, y)
+            def nan_criterion(*args, **kwargs):
+                loss = crit(*args, **kwargs)
                 if now["micro"] in nan_at and (nan_rank is None or int(nan_rank) == now["rank"]):
                     loss = loss * float("nan")
                 return loss
 
             return nan_criterion
 
-        trainer._criterion = patched_criterion
+        setup.criterion = patched_criterion
 
     if save_delay:
         atomic_path = checkpoints.atomic_path

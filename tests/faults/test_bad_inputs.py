@@ -217,3 +217,17 @@ def test_image_folder_for_a_two_channel_model_names_the_setting(tmp_path):
     arch = dataclasses.replace(FILE_ARCH, in_chans=2)
     with pytest.raises(DataError, match=r"model.in_chans=2: image data supports 1 \(grey\) or 3 \(RGB\)"):
         build_data(DataConfig(format="imagefolder", root=tmp_path), arch, rank=0, world_size=1, seed=0)
+
+
+def test_rank_without_validation_data_is_named_before_training():
+    """1 validation image on 2 ranks: rank 1 would have nothing to evaluate after the first epoch."""
+    from tleg_dist.data import DataError
+    from tleg_dist.training.distributed import DistInfo
+    from tleg_dist.training.setup import load_data
+
+    cfg = from_dict({**RECIPE, "data": {**RECIPE["data"], "val_limit": 1}})
+    assert load_data(cfg, DistInfo(0, 2, 0, torch.device("cpu"))) is not None  # rank 0 holds the image
+    with pytest.raises(DataError) as e:
+        load_data(cfg, DistInfo(1, 2, 1, torch.device("cpu")))
+    assert str(e.value) == "rank 1 of 2 has no validation data: use fewer ranks or more validation images " \
+                           "(data.val_limit)"

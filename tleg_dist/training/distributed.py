@@ -13,6 +13,7 @@ from typing import Optional
 import torch
 import torch.distributed as dist
 
+from tleg_dist.training import deepspeed_compat
 from tleg_dist.utils.threads import threads_per_local_rank
 
 
@@ -74,17 +75,14 @@ def init(timeout_s: Optional[float] = None) -> DistInfo:
 
 
 def _unlink_shm_buffers() -> None:
-    """DeepSpeed's CPU all-reduce over shared memory (used when LOCAL_SIZE, set by its launcher,
-    equals the world size) maps one 66 MB /dev/shm buffer per rank and never unlinks it: each
-    run would leak them until the host reboots. Every rank maps every buffer inside
-    init_distributed, so after a barrier the names can go; the mappings live until exit."""
-    if os.environ.get("LOCAL_SIZE") != str(dist.get_world_size()):
+    """DeepSpeed's CPU all-reduce over shared memory maps one 66 MB /dev/shm buffer per rank and
+    never unlinks it: each run would leak them until the host reboots. Every rank maps every
+    buffer inside init_distributed, so after a barrier the names can go; the mappings live until exit."""
+    if not deepspeed_compat.shm_allreduce_in_use(dist.get_world_size()):
         return  # the same on every rank: either all of them reach the barrier or none
     dist.barrier()
-    name = (f"/dev/shm/deepspeed_allreduce_buffer_{os.getuid()}_{os.environ.get('MASTER_ADDR', '')}_"
-            f"{os.environ.get('MASTER_PORT', '')}_{dist.get_rank()}")
     with contextlib.suppress(FileNotFoundError):
-        os.unlink(name)
+        os.unlink(deepspeed_compat.shm_buffer(dist.get_rank()))
 
 
 def reduce_(t: torch.Tensor, op: str = "sum") -> torch.Tensor:

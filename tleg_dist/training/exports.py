@@ -21,7 +21,6 @@ from tleg_dist import model_card, model_folder
 from tleg_dist.artifacts import learngene as learngene_file
 from tleg_dist.artifacts import run_folder as rf
 from tleg_dist.config import RunConfig
-from tleg_dist.data.preprocessing import eval_preprocessing
 from tleg_dist.models.keys import aux_to_file
 from tleg_dist.utils.atomic import atomic_path, link_or_copy
 
@@ -39,7 +38,7 @@ def export_final(cfg: RunConfig, engine, meta: dict, out: Path, is_main: bool, s
         info = {"model": cfg.distill.teacher.model, "num_classes": arch.num_classes, "in_chans": arch.in_chans}
         (out / rf.TEACHER_CONFIG).write_text(json.dumps(info, indent=1))
         return {"weights": str(out / rf.TEACHER_WEIGHTS), "config": str(out / rf.TEACHER_CONFIG)}
-    run_config, preprocessing = meta["config"], eval_preprocessing(cfg.data, arch.in_chans)
+    run_config, preprocessing = meta["config"], meta["preprocessing"]  # recorded by the trainer (setup.py)
     if cfg.stage == "learngene":
         extra = {"val_top1": f"{summary.get('val_top1', float('nan')):.4f}", "global_step": str(summary["global_step"]),
                  learngene_file.PREPROCESSING: json.dumps(preprocessing)}

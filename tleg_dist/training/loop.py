@@ -12,13 +12,14 @@ from __future__ import annotations
 import dataclasses
 import time
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Callable, Iterator, Optional
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from tleg_dist.data.device import to_device
+from tleg_dist.data.errors import DataError
 from tleg_dist.training.checkpoint import Position
 from tleg_dist.training.distributed import DistInfo, reduce_
 from tleg_dist.utils.errors import UserError
@@ -106,8 +107,10 @@ def seed_step(seed: int, micro_step: int, rank: int) -> None:
     np.random.seed(s)
 
 
-def train_steps(ctx: LoopContext, batches, pos: Position, metrics, on_step: Callable[[], bool]) -> bool:
+def train_steps(ctx: LoopContext, batches, pos: Position, metrics, on_step: Callable[[], bool],
+                teacher_logits: Optional[Iterator[torch.Tensor]] = None) -> bool:
     """Consume `batches`; call `on_step` after each optimizer step. Returns False if it asked to stop.
+    `teacher_logits`: the teacher's logits of each batch, in step (the teacher-logit cache), or None.
 
     Nothing here waits for the device except at log steps (`ctx.losses.settle`) and with nan_policy=skip.
     """
@@ -118,7 +121,7 @@ def train_steps(ctx: LoopContext, batches, pos: Position, metrics, on_step: Call
         if ctx.mixup is not None:
             x, y = ctx.mixup(x, y)
         out = engine(x.to(ctx.dtype))
-        loss = ctx.criterion(x, out, y)
+        loss = ctx.criterion(x, out, y, None if teacher_logits is None else next(teacher_logits))
         before = dataclasses.replace(pos)
         pos.batch_in_epoch += 1
         pos.micro_step += 1
@@ -150,10 +153,19 @@ def train_steps(ctx: LoopContext, batches, pos: Position, metrics, on_step: Call
     return True
 
 
+def require_val_data(val, dist: DistInfo) -> None:
+    """Every rank evaluates its own share of the validation set, and under ZeRO-3 even a rank that
+    ran out must keep making forwards (shaped like its own batches): a rank with none cannot."""
+    if len(val) == 0:
+        raise DataError(f"rank {dist.rank} of {dist.world_size} has no validation data: use fewer ranks "
+                        f"or more validation images (data.val_limit)")
+
+
 @torch.no_grad()
 def evaluate(model, val, dist: DistInfo, dtype: torch.dtype, prepare: Callable = None) -> dict:
     """Top-1/top-5 over every rank's disjoint share. Ranks with fewer batches run dummy
     forwards, because ZeRO-3 gathers parameters collectively at each forward."""
+    require_val_data(val, dist)
     was_training = model.training
     model.eval()
     sums = torch.zeros(4, dtype=torch.float64, device=dist.device)  # loss, top1, top5, count
@@ -163,8 +175,6 @@ def evaluate(model, val, dist: DistInfo, dtype: torch.dtype, prepare: Callable =
     for _ in range(rounds):
         batch = next(batches, None)
         if batch is None:
-            if dummy is None:
-                raise RuntimeError(f"rank {dist.rank} has no validation data; use fewer ranks or more val images")
             model(dummy)
             continue
         x, y = batch

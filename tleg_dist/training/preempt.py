@@ -51,14 +51,24 @@ def requeue_if_asked(is_main: bool) -> None:
         log.warning("requeued Slurm job %s", job_id)
 
 
+def submitit_signal() -> signal.Signals:
+    """The signal submitit requeues on, from its public `JobEnvironment.USR_SIG` (a name such as "USR2",
+    from SUBMITIT_PREEMPT_SIGNAL), resolved as submitit resolves it when it installs its handler."""
+    import submitit
+
+    name = submitit.JobEnvironment.USR_SIG
+    sig = getattr(signal, f"SIG{name}", None)
+    if sig is None:
+        raise UserError(f"SUBMITIT_PREEMPT_SIGNAL={name}: not a signal name; leave it unset (USR2)")
+    return sig
+
+
 class ForwardPreemption:
     """While the trainer runs, submitit's signal only asks it to stop (it then saves a checkpoint
     at a step boundary); submitit's own handler runs once it has stopped."""
 
     def __init__(self):
-        import submitit
-
-        self.sig = submitit.JobEnvironment._usr_sig()
+        self.sig = submitit_signal()
         if self.sig in SIGNALS:  # the trainer would take it, stop, and the job never be requeued
             raise UserError(f"SUBMITIT_PREEMPT_SIGNAL={signal.Signals(self.sig).name[3:]}: the trainer stops on "
                             f"USR1 and TERM itself, so submitit could not requeue the job; leave it unset (USR2)")
