@@ -23,8 +23,10 @@ from pathlib import Path
 import torch
 
 from tleg_dist.artifacts import checkpoints, run_folder
+from tleg_dist.artifacts.provenance import CHECKPOINT, Provenance
 from tleg_dist.convert import ConvertError
-from tleg_dist.models.arch import ViTArch
+from tleg_dist.models.arch import ViTArch, check_depth
+
 
 
 @dataclass
@@ -39,6 +41,19 @@ class Checkpoint:
         summary = run_folder.read_summary(self.tag_dir.parent.parent)
         return summary if summary is not None and summary.get("global_step") == self.meta.get("global_step") else None
 
+    def preprocessing(self) -> dict:
+        """The run's eval preprocessing as its trainer recorded it in the marker."""
+        key = checkpoints.PREPROCESSING
+        if not isinstance(self.meta.get(key), dict):
+            raise ConvertError(f"{self.tag_dir / checkpoints.MARKER}: no '{key}' recorded: this checkpoint predates "
+                               "recorded eval preprocessing; train it again with this version to export it")
+        return self.meta[key]
+
+    def provenance(self) -> Provenance:
+        """Where converted weights come from: this tag, and the run's val top-1 when its summary is of this step."""
+        summary = self.run_summary() or {}
+        return Provenance(CHECKPOINT, self.tag_dir.name, self.meta.get("global_step"), summary.get("val_top1"))
+
 
 def open_checkpoint(path: str | Path, tag: str | None = None, stage: str | None = None, hint: str = "") -> Checkpoint:
     """The tag `checkpoints.find` picks, with its architecture from the marker; refused, with `hint`,
@@ -52,11 +67,12 @@ def open_checkpoint(path: str | Path, tag: str | None = None, stage: str | None 
         return Checkpoint(tag_dir, meta, None, None)
     where = tag_dir / checkpoints.MARKER
     try:
-        arch, depth = ViTArch(**meta["arch"]), int(meta["depth"])
-    except (KeyError, TypeError, ValueError) as e:
-        raise ConvertError(f"{where}: bad architecture metadata ({e})") from None
-    if depth < 1:
-        raise ConvertError(f"{where}: depth must be >= 1, got {depth}")
+        arch = ViTArch.from_dict(meta.get("arch"), f"{where}: bad architecture metadata")
+        depth = check_depth(int(meta["depth"]))
+    except KeyError as e:
+        raise ConvertError(f"{where}: {e.args[0]} is missing") from None
+    except (TypeError, ValueError) as e:
+        raise ConvertError(f"{where}: {e}" if not str(e).startswith(str(where)) else str(e)) from None
     return Checkpoint(tag_dir, meta, arch, depth)
 
 

@@ -19,9 +19,10 @@ from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
 
 from tleg_dist import config as config_lib
 from tleg_dist.artifacts import run_folder
-from tleg_dist.artifacts.checkpoints import CheckpointError, complete_tags, tag_for
+from tleg_dist.artifacts.checkpoints import PREPROCESSING, CheckpointError, complete_tags, tag_for
 from tleg_dist.config import ConfigError, RunConfig
 from tleg_dist.data import build_data
+from tleg_dist.data.preprocessing import eval_preprocessing
 from tleg_dist.losses import DistillationLoss
 from tleg_dist.teacher import build_teacher
 from tleg_dist.training import ds_config, distributed, optim
@@ -128,7 +129,8 @@ def train(cfg: RunConfig, resume: str | None = None) -> dict:
                       cfg.train.log_every_steps, losses, data.prepare, ema)
     meta = {"stage": cfg.stage, "arch": cfg.model.arch().to_dict(),
             "depth": cfg.model.depth, "zero_stage": zero, "bf16": bf16,
-            "world_size": dist.world_size, "config": cfg.model_dump(mode="json")}
+            "world_size": dist.world_size, "config": cfg.model_dump(mode="json"),
+            PREPROCESSING: eval_preprocessing(cfg.data, cfg.model.in_chans)}
 
     def client_state() -> dict:
         # The position and config also live in the checkpoint marker (read without unpickling);
@@ -205,7 +207,8 @@ def train(cfg: RunConfig, resume: str | None = None) -> dict:
             last_eval = evaluate(engine, data.val, dist, dtype, data.prepare)
             summary = {k: v for k, v in summary.items() if not k.startswith("val_")}
             summary.update({f"val_{k}": v for k, v in last_eval.items()})
-        summary["files"] = export_final(cfg, engine, meta, out, dist.is_main, summary)
+        summary["files"] = export_final(cfg, engine, meta, out, dist.is_main, summary,
+                                        preprocessing=meta[PREPROCESSING])
     if dist.is_main:
         run_folder.write_summary(out, summary)
     metrics.close()
