@@ -218,7 +218,8 @@ def main(argv=None) -> int:
     bad = [s for s, losses in ours.items() if any(v != theirs.get(s, [None])[0] for v in losses)]
     checks["losses_equal_reference"] = not bad and set(ours) == set(theirs)
     try:
-        assert_same_weights(out / "learngene.safetensors", ref / "learngene.safetensors")
+        assert_same_weights(out / "learngene" / "learngene.safetensors",
+                            ref / "learngene" / "learngene.safetensors")
         checks["final_weights_equal"] = True
     except (AssertionError, FileNotFoundError) as e:
         print(f"[soak] weights: {e}", file=sys.stderr)

@@ -29,7 +29,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 def make_learngene(out: Path) -> Path:
     """The tiny learngene (one process), unless it is already there."""
-    path = out / "learngene" / "learngene.safetensors"
+    path = out / "learngene" / "learngene" / "learngene.safetensors"  # the run folder's learngene folder
     if not path.exists():
         shutil.rmtree(out / "learngene", ignore_errors=True)
         subprocess.run([sys.executable, "tleg_dist/train.py", "--config", "configs/cpu/tiny_learngene.yaml",

@@ -38,7 +38,7 @@ def test_compiled_run_resumes_bit_exactly(tmp_path):
     run_train(["--config", str(TINY), f"output_dir={parts}", *common, "train.max_steps=5"])
     run_train(["--config", str(TINY), f"output_dir={parts}", "--resume", "auto", *common])
     assert summary(parts)["global_step"] == summary(full)["global_step"] == 8
-    assert weights_equal(full / "learngene.safetensors", parts / "learngene.safetensors")
+    assert weights_equal(full / "learngene" / "learngene.safetensors", parts / "learngene" / "learngene.safetensors")
 
 
 @pytest.mark.slow
@@ -48,4 +48,5 @@ def test_compiled_zero3_aux_net_trains_like_eager(tmp_path):
               "--deepspeed_config", "configs/ds/zero3.json"]
     run_train(["--config", str(TINY), f"output_dir={tmp_path / 'eager'}", *common])
     run_train(["--config", str(TINY), f"output_dir={tmp_path / 'compiled'}", *common, "model.compile.enabled=true"])
-    assert max_abs_diff(tmp_path / "eager" / "learngene.safetensors", tmp_path / "compiled" / "learngene.safetensors") < 1e-5
+    assert max_abs_diff(tmp_path / "eager" / "learngene" / "learngene.safetensors",
+                        tmp_path / "compiled" / "learngene" / "learngene.safetensors") < 1e-5

@@ -30,7 +30,9 @@ def error_of(raw: dict, **kw) -> str:
     ({"data": {"classes": "0,1"}}, "data.classes", "list"),
     ({"optim": {"lr": -0.1}}, "optim.lr", "greater than 0"),
     ({"optim": {"base_lr": 0}}, "optim.base_lr", "greater than 0"),
-    ({"model": {"depth": 0}}, "model.depth", "greater than or equal to 1"),
+    ({"model": {"depth": 0}}, "model.depth", "must be >= 1"),  # models/arch.py's rule, as every reader says it
+    ({"model": {"embed_dim": 0}}, "model.embed_dim", "must be > 0"),
+    ({"model": {"num_classes": 1}}, "model.num_classes", "at least 2"),
     ({"model": {"drop_path_rate": 1.5}}, "model.drop_path_rate", "less than 1"),
     ({"distill": {"alpha": 2}}, "distill.alpha", "less than or equal to 1"),
     ({"distill": {"type": "medium"}}, "distill.type", "soft"),

@@ -88,7 +88,9 @@ def _make_case(root: Path, name: str) -> None:
         meta = {"format": "tleg-checkpoint", "format_version": "1", "stage": stage, "arch": ARCH.to_dict(),
                 "depth": AUX_DEPTH if stage == "learngene" else DES_DEPTH, "zero_stage": zero, "bf16": bf16,
                 "world_size": dist.get_world_size(), "epoch": 0, "batch_in_epoch": STEPS, "global_step": STEPS,
-                "config": {"stage": stage, "data": {"format": "synthetic"}}}
+                "config": {"stage": stage, "data": {"format": "synthetic"}},
+                "preprocessing": {"interpolation": "bicubic", "crop_pct": 0.875, "crop_mode": "center",
+                                  "mean": [0.449], "std": [0.226]}}
         (ckpt / tag(STEPS) / "tleg_meta.json").write_text(json.dumps(meta))
     engine.eval()
     x = torch.randn(4, ARCH.in_chans, ARCH.img_size, ARCH.img_size, generator=torch.Generator().manual_seed(7))
@@ -153,7 +155,7 @@ TRAINER_RUNS = {
                       "model.depth=3"]),
     "finetune": (1, ["configs/cpu/tiny_finetune.yaml", "--deepspeed_config", "configs/ds/zero2.json",
                      "model.depth=2", "model.init=learngene",
-                     "model.learngene={root}/learngene/learngene.safetensors"]),
+                     "model.learngene={root}/learngene/learngene"]),
 }
 
 

@@ -12,7 +12,7 @@ import torch
 from safetensors.torch import save_file
 from test_convert_learngene import assert_fails
 
-from tleg_dist import model_card
+from tleg_dist.artifacts import cards
 from tleg_dist.artifacts import learngene as learngene_file
 from tleg_dist.convert import main
 from tleg_dist.models.aux_net import AuxNet
@@ -47,14 +47,14 @@ def test_expand_at_aux_depth_is_the_aux_net(aux, lg, tmp_path, toy_arch, as_fold
     if as_folder:  # the learngene folder (file + config.json + card) expands the same way
         source = tmp_path / "lg_folder"
         f = learngene_file.load(lg)
-        learngene_file.save_folder(source, f.tensors, f.arch, f.aux_depth, card=model_card.learngene_card)
+        learngene_file.save_folder(source, f.tensors, f.arch, f.aux_depth, card=cards.learngene_card)
     out = tmp_path / "des"
     assert main(["expand", str(source), "--depth", str(AUX_DEPTH), "--out", str(out)]) == 0
     assert sorted(p.name for p in out.iterdir()) == FOLDER
     model = load_des(out)
     assert model.pretrained_cfg["input_size"] == (1, 8, 8) and len(model.blocks) == AUX_DEPTH
     card = (out / "README.md").read_text()
-    assert model_card.sha256(learngene_file.weights_path(source)) in card and "aux_depth: 4" in card
+    assert cards.sha256(learngene_file.weights_path(source)) in card and "aux_depth: 4" in card
     x = torch.randn(3, toy_arch.in_chans, toy_arch.img_size, toy_arch.img_size)
     with torch.no_grad():
         torch.testing.assert_close(model(x), aux(x), atol=1e-5, rtol=0)

@@ -14,9 +14,9 @@ from test_convert_ckpts import CASES, STEPS, ckpts, tag, trainer_runs  # noqa: F
 from test_convert_learngene import assert_fails
 from timm.models.vision_transformer import VisionTransformer
 
-from tleg_dist import model_folder
+from tleg_dist.artifacts import model_folder
+from tleg_dist.artifacts.export import default_preprocessing
 from tleg_dist.convert import main
-from tleg_dist.data.preprocessing import eval_preprocessing
 from tleg_dist.models.arch import ViTArch
 
 pytestmark = pytest.mark.slow  # real multi-process DeepSpeed runs (shared, once per session)
@@ -60,10 +60,12 @@ def test_real_trainer_checkpoint_exports_the_trainers_final_model(trainer_runs, 
     assert state.keys() == final.keys()
     for k, v in final.items():
         assert torch.equal(state[k], v), k
-    # The deprecated pair still works: the same file under its old name, and the constructor arguments.
-    assert (run / "final.safetensors").samefile(run / "model" / "model.safetensors")
-    old = VisionTransformer(**json.loads((run / "final.json").read_text()))
-    old.load_state_dict(load_file(str(run / "final.safetensors")), strict=True)
+    assert ours["tleg"].keys() == theirs["tleg"].keys()  # one provenance record, whoever wrote the folder
+    assert {k: v for k, v in ours["tleg"].items() if k != "source"} == \
+        {k: v for k, v in theirs["tleg"].items() if k != "source"}
+    # The run's "weights" artefact is the model folder's file: nothing else is written beside it.
+    assert json.loads((run / "summary.json").read_text())["files"] == {
+        "model": str(run / "model"), "weights": str(run / "model" / "model.safetensors")}
 
 
 def test_paper_size_loads_with_the_timm_one_liner(tmp_path):
@@ -71,8 +73,8 @@ def test_paper_size_loads_with_the_timm_one_liner(tmp_path):
     kwargs = ViTArch.from_size("small").timm_kwargs(2)
     torch.manual_seed(0)
     model = VisionTransformer(**kwargs).eval()
-    model_folder.write(tmp_path / "vit_s", model.state_dict(), kwargs, card="",
-                       preprocessing=eval_preprocessing({"format": "imagefolder"}, 3))
+    model_folder.write(tmp_path / "vit_s", model.state_dict(), ViTArch.from_size("small"), 2, card="",
+                       preprocessing=default_preprocessing(3))
     loaded = timm.create_model("vit_small_patch16_224", pretrained=True, **kwargs,
                                pretrained_cfg_overlay=dict(file=str(tmp_path / "vit_s" / "model.safetensors")))
     x = torch.randn(1, 3, 224, 224)

@@ -80,11 +80,14 @@ def test_inspect_des_net_export_and_checkpoint(toy_arch, tmp_path, seeded):
     info = describe(des)
     assert info["format"] == "tleg-export" and info["architecture"] == "vit_small_patch16_224"
     assert info["params"] == 5 * TOY_BLOCK + TOY_SHARED and info["timm_kwargs"]["depth"] == 5
+    assert info["stage"] == "expanded"
+    # A bare state dict: counted from its header, described as what it is (a .json beside it says nothing).
     kwargs = toy_arch.timm_kwargs(2)
-    save_file(VisionTransformer(**kwargs).state_dict(), str(tmp_path / "final.safetensors"))
-    (tmp_path / "final.json").write_text(json.dumps(kwargs))  # a run's deprecated pair
-    info = describe(tmp_path / "final.safetensors")
-    assert info["timm_kwargs"] == kwargs and info["params"] == 2 * TOY_BLOCK + TOY_SHARED
+    save_file(VisionTransformer(**kwargs).state_dict(), str(tmp_path / "weights.safetensors"))
+    (tmp_path / "weights.json").write_text(json.dumps(kwargs))
+    info = describe(tmp_path / "weights.safetensors")
+    assert "timm_kwargs" not in info and info["params"] == 2 * TOY_BLOCK + TOY_SHARED
+    assert info["format"] == "safetensors (no tleg format metadata)"
     lg_dir = tmp_path / "lg_dir"
     learngene_file.save_folder(lg_dir, learngene_file.load(lg).tensors, toy_arch, 3, card=lambda c: "")
     assert describe(lg_dir)["format"] == "tleg-learngene" and describe(lg_dir)["aux_depth"] == 3

@@ -102,10 +102,28 @@ def test_real_trainer_checkpoint_gives_the_trainers_own_learngene(trainer_runs, 
     assert mine.tensors.keys() == theirs.tensors.keys()
     for k, v in theirs.tensors.items():
         assert torch.equal(mine.tensors[k], v), k
-    assert (run / "learngene.safetensors").samefile(run / "learngene" / "learngene.safetensors")
     for folder in (lg, run / "learngene"):
         card = (folder / "README.md").read_text()
         assert "TLEG learngene" in card and "val_top1" in card and "## Training recipe" in card, folder
+    assert json.loads((run / "summary.json").read_text())["files"] == {
+        "learngene": str(run / "learngene" / "learngene.safetensors"), "folder": str(run / "learngene")}
+
+
+def test_trainer_and_converter_learngenes_carry_the_same_metadata_keys(trainer_runs, tmp_path):
+    """One provenance record: the same keys in the file's metadata and in config.json, whoever wrote it;
+    the values differ in `source` only (the trainer's val_top1 is the run's, which the converter reads
+    from the run's summary, the checkpoint being the run's last)."""
+    run = trainer_runs / "learngene"
+    lg = tmp_path / "lg"
+    assert main(["learngene", str(run), "--out", str(lg)]) == 0
+    mine, theirs = learngene_file.load(lg), learngene_file.load(run / "learngene")
+    assert mine.extra.keys() == theirs.extra.keys() >= {"source", "source_tag", "global_step", "dtype", "val_top1",
+                                                        learngene_file.PREPROCESSING}
+    assert {k: v for k, v in mine.extra.items() if k != "source"} == \
+        {k: v for k, v in theirs.extra.items() if k != "source"}
+    assert (mine.extra["source"], theirs.extra["source"]) == ("deepspeed-checkpoint", "trainer")
+    configs = [json.loads((d / "config.json").read_text()) for d in (lg, run / "learngene")]
+    assert configs[0].keys() == configs[1].keys()
 
 
 def test_newest_complete_tag_is_picked(ckpts, tmp_path, capsys):
@@ -197,6 +215,18 @@ def test_shapes_that_do_not_match_the_metadata(ckpts, tmp_path, capsys):
     (tag_dir / "tleg_meta.json").write_text(json.dumps(meta))
     out = tmp_path / "lg.safetensors"
     assert_fails(capsys, out, [tag_dir, "head.weight", "shape"], "learngene", tag_dir, "--out", out)
+
+
+@pytest.mark.parametrize("command, name", [("learngene", "aux_z1_r1"), ("export", "des_z2_r1")])
+def test_a_marker_without_recorded_preprocessing_is_refused_in_one_line(ckpts, tmp_path, capsys, command, name):
+    """Checkpoints from before runs recorded their eval transform: refused, not given a guessed one."""
+    tag_dir = copy_case(ckpts, tmp_path, name)
+    meta = json.loads((tag_dir / "tleg_meta.json").read_text())
+    del meta["preprocessing"]
+    (tag_dir / "tleg_meta.json").write_text(json.dumps(meta))
+    out = tmp_path / "out"
+    assert_fails(capsys, out, [tag_dir / "tleg_meta.json", "predates recorded eval preprocessing"],
+                 command, tag_dir, "--out", out)
 
 
 def test_existing_output_needs_force(ckpts, tmp_path, capsys):

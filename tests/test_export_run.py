@@ -17,7 +17,7 @@ from _launch import ROOT, run_train, summary
 from PIL import Image
 
 from tleg_dist import config as config_lib
-from tleg_dist import model_card
+from tleg_dist.artifacts import cards
 from tleg_dist.artifacts import learngene as learngene_file
 from tleg_dist.convert import zero
 from tleg_dist.data import build_data
@@ -72,7 +72,7 @@ def test_the_run_folder_holds_a_model_folder_with_card(run):
     assert (pre["mean"], pre["std"], pre["input_size"], cfg["num_classes"]) == ([MEAN], [STD], [1, 16, 16], 3)
     card, s = (folder / "README.md").read_text(), summary(run)
     lg = config_lib.load(run / "config.yaml").model.learngene
-    assert model_card.sha256(lg) in card and "aux_depth: 3" in card and "data.format: imagefolder" in card
+    assert cards.sha256(lg) in card and "aux_depth: 3" in card and "data.format: imagefolder" in card
     assert f"val_top1: {round(s['val_top1'], 4)}" in card and "## Training recipe" in card
     assert s["files"]["model"] == str(folder)
 

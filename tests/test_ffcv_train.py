@@ -29,7 +29,7 @@ def test_learngene_on_ffcv_resumes_exactly(tmp_path):
 
     a, b = summary(full), summary(parts)
     assert a["global_step"] == b["global_step"] == 12 and a["status"] == b["status"] == "completed"
-    assert weights_equal(full / "learngene.safetensors", parts / "learngene.safetensors")
+    assert weights_equal(full / "learngene" / "learngene.safetensors", parts / "learngene" / "learngene.safetensors")
     assert a["val_top1"] == b["val_top1"] and a["val_loss"] == b["val_loss"]
     steps = [json.loads(line)["step"] for line in (parts / "metrics.jsonl").read_text().splitlines()
              if json.loads(line)["kind"] == "train"]

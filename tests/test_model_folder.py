@@ -3,24 +3,31 @@ refused with one line naming the file at fault."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import re
 
 import pytest
 import timm
 import torch
 from timm.models.vision_transformer import VisionTransformer
 
-from tleg_dist import model_folder as mf
-from tleg_dist.data.preprocessing import eval_preprocessing
+from tleg_dist.artifacts import model_folder as mf
+from tleg_dist.models.arch import ViTArch
 
-PRE = eval_preprocessing({"format": "imagefolder", "mean": [0.2, 0.3, 0.4], "std": [0.5, 0.6, 0.7]}, 3)
+PRE = {"interpolation": "bicubic", "crop_pct": 0.875, "crop_mode": "center", "mean": [0.2, 0.3, 0.4],
+       "std": [0.5, 0.6, 0.7]}
 
 
 @pytest.fixture
-def folder(tmp_path, toy_arch, seeded, randomize):
-    args = toy_arch.timm_kwargs(2) | {"in_chans": 3}
-    model = randomize(VisionTransformer(**args)).eval()
-    mf.write(tmp_path / "m", model.state_dict(), args, preprocessing=PRE, card="# card\n", info={"depth": 2})
+def rgb_arch(toy_arch):
+    return dataclasses.replace(toy_arch, in_chans=3)
+
+
+@pytest.fixture
+def folder(tmp_path, rgb_arch, seeded, randomize):
+    model = randomize(VisionTransformer(**rgb_arch.timm_kwargs(2))).eval()
+    mf.write(tmp_path / "m", model.state_dict(), rgb_arch, 2, preprocessing=PRE, card="# card\n", info={"depth": 2})
     return tmp_path / "m", model
 
 
@@ -41,19 +48,37 @@ def test_timm_rebuilds_it_strictly_with_its_preprocessing(folder):
                 "std": [0.5, 0.6, 0.7], "crop_pct": 0.875, "crop_mode": "center"}
 
 
-def test_a_state_that_does_not_fit_is_not_written(tmp_path, toy_arch):
-    args = toy_arch.timm_kwargs(2)
-    state = VisionTransformer(**toy_arch.timm_kwargs(3)).state_dict()
+def test_config_json_is_the_architectures_one_serialised_form(folder, rgb_arch):
+    """model_args = ViTArch.to_dict() + depth + the Des-Net's fixed choices, and it reads back as the arch."""
+    cfg = json.loads((folder[0] / "config.json").read_text())
+    assert cfg["model_args"] == {**rgb_arch.to_dict(), "depth": 2, "class_token": False, "global_pool": "avg"}
+    assert ViTArch.from_dict(cfg["model_args"], "config.json") == rgb_arch
+    assert set(cfg) == {"architecture", "num_classes", "model_args", "pretrained_cfg", "tleg"}
+
+
+def test_a_state_that_does_not_fit_is_not_written(tmp_path, rgb_arch):
+    state = VisionTransformer(**rgb_arch.timm_kwargs(3)).state_dict()
     with pytest.raises(mf.ModelFolderError, match=r"here: does not fit .* unexpected \['blocks.2."):
-        mf.write(tmp_path / "m", state, args, preprocessing=PRE, card="", where="here")
+        mf.write(tmp_path / "m", state, rgb_arch, 2, preprocessing=PRE, card="", where="here")
     assert not (tmp_path / "m").exists()
 
 
-def test_a_write_that_fails_half_way_leaves_no_folder_behind(tmp_path, toy_arch, monkeypatch):
-    args = toy_arch.timm_kwargs(2)
+@pytest.mark.parametrize("change, words", [
+    ({"mean": [0.5]}, "preprocessing mean is [0.5], expected 3 value(s)"),
+    ({"resize": 32}, "needs exactly interpolation, crop_pct, crop_mode, mean, std"),
+])
+def test_preprocessing_that_does_not_fit_the_model_is_not_written(tmp_path, rgb_arch, change, words):
+    state = VisionTransformer(**rgb_arch.timm_kwargs(2)).state_dict()
+    with pytest.raises(mf.ModelFolderError, match="here: .*" + re.escape(words)):
+        mf.write(tmp_path / "m", state, rgb_arch, 2, preprocessing={**PRE, **change}, card="", where="here")
+    assert not (tmp_path / "m").exists()
+
+
+def test_a_write_that_fails_half_way_leaves_no_folder_behind(tmp_path, rgb_arch, monkeypatch):
     monkeypatch.setattr(mf, "save_file", lambda *a, **k: (_ for _ in ()).throw(OSError("disk full")))
     with pytest.raises(OSError, match="disk full"):
-        mf.write(tmp_path / "a" / "m", VisionTransformer(**args).state_dict(), args, preprocessing=PRE, card="")
+        mf.write(tmp_path / "a" / "m", VisionTransformer(**rgb_arch.timm_kwargs(2)).state_dict(), rgb_arch, 2,
+                 preprocessing=PRE, card="")
     assert list(tmp_path.iterdir()) == []  # neither the folder nor the parent it created
 
 

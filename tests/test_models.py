@@ -14,7 +14,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tleg_dist.models.arch import SIZES, ViTArch
+from tleg_dist.models.arch import SIZES, ViTArch, check_depth, size_fields
 from tleg_dist.models.aux_net import AuxNet
 from tleg_dist.models.des_net import (HEAD_KEYS, SHARED_KEYS, build_des_net, des_state_from_learngene,
                                       load_des_state)
@@ -149,6 +149,32 @@ def test_trainable_params_are_learngene_and_shared(toy_arch):
 def test_arch_refuses_a_size_below_one_by_name(field):
     with pytest.raises(ValueError, match=f"{field}=0: must be > 0"):  # not a ZeroDivisionError
         ViTArch(**{field: 0})
+
+
+@pytest.mark.parametrize("change, words", [
+    ({"num_heads": "4"}, "W: num_heads='4' is not an integer"),
+    ({"qkv_bias": 1}, "W: qkv_bias=1 is not true or false"),
+    ({"mlp_ratio": None}, "W: mlp_ratio=None is not a number"),
+    ({"img_size": 30}, "W: patch_size=4 does not divide img_size=30"),
+    ({"embed_dim": 0}, "W: embed_dim=0: must be > 0"),
+])
+def test_arch_serialised_form_names_where_and_the_field(change, words):
+    arch = ViTArch.from_size("cpu-64", mlp_ratio=2.5, qkv_bias=False)
+    assert ViTArch.from_dict(arch.to_dict(), "W") == arch
+    assert ViTArch.from_dict({**arch.to_dict(), "depth": 3}, "W") == arch  # a depth beside it is no field
+    with pytest.raises(ValueError, match=f"^{re.escape(words)}$"):
+        ViTArch.from_dict({**arch.to_dict(), **change}, "W")
+    with pytest.raises(ValueError, match="^W: img_size is missing$"):
+        ViTArch.from_dict({k: v for k, v in arch.to_dict().items() if k != "img_size"}, "W")
+
+
+def test_shape_rules_are_spelt_once():
+    assert check_depth(1) == 1
+    with pytest.raises(ValueError, match="^aux depth must be >= 1, got 0$"):
+        check_depth(0, "aux depth")
+    assert size_fields("small")["embed_dim"] == 384
+    with pytest.raises(ValueError, match="unknown size 'huge'; known: tiny, small"):
+        ViTArch.from_size("huge")
 
 
 def test_aux_rejects_depth_zero(toy_arch):

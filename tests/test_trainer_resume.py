@@ -22,7 +22,7 @@ def test_resume_mid_epoch_is_exact(tmp_path):
     run_train(["--config", str(TINY), f"output_dir={parts}", "--resume", "auto", *COMMON, "train.max_steps=11"])
     run_train(["--config", str(TINY), f"output_dir={parts}", "--resume", "auto", *COMMON])
     assert summary(parts)["global_step"] == summary(full)["global_step"] == 16
-    assert weights_equal(full / "learngene.safetensors", parts / "learngene.safetensors")
+    assert weights_equal(full / "learngene" / "learngene.safetensors", parts / "learngene" / "learngene.safetensors")
     # The metrics log shows the resumed run did not repeat finished steps.
     steps = [json.loads(line)["step"] for line in (parts / "metrics.jsonl").read_text().splitlines()
              if json.loads(line)["kind"] == "train"]
@@ -53,6 +53,7 @@ def test_summary_of_a_run_stopped_mid_epoch_evaluates_its_final_weights(tmp_path
     run_train([*args, f"output_dir={evaluated}"])  # evaluates after epoch 1 (step 8)
     run_train([*args, f"output_dir={plain}", "train.eval_every_epochs=3"])  # no evaluation before the end
     assert summary(evaluated)["global_step"] == summary(plain)["global_step"] == 10
-    assert weights_equal(evaluated / "learngene.safetensors", plain / "learngene.safetensors")
+    assert weights_equal(evaluated / "learngene" / "learngene.safetensors",
+                         plain / "learngene" / "learngene.safetensors")
     for key in ("val_loss", "val_top1", "val_top5", "val_count"):
         assert summary(evaluated)[key] == summary(plain)[key], key

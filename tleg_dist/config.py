@@ -16,7 +16,7 @@ import yaml
 from pydantic import (BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, create_model, field_validator,
                       model_validator)
 
-from tleg_dist.models.arch import ARCH_FIELDS, SIZES, ViTArch
+from tleg_dist.models.arch import ARCH_FIELDS, SIZES, ViTArch, check_depth, shape_problems, size_fields
 from tleg_dist.utils.errors import UserError
 from tleg_dist.utils.yamlio import load_yaml
 
@@ -50,10 +50,10 @@ class CompileConfig(Section):
 
 
 def _arch_fields() -> dict:
-    """ViTArch's fields as recipe keys (model.embed_dim, ...): its names, types and defaults; numbers > 0."""
+    """ViTArch's fields as recipe keys (model.embed_dim, ...): its names, types and defaults (its shape
+    rules are models/arch.py's, checked by ModelConfig._check)."""
     types = get_type_hints(ViTArch)
-    return {f.name: (types[f.name], f.default if types[f.name] is bool else
-                     Field(f.default, gt=1 if f.name == "num_classes" else 0)) for f in fields(ViTArch)}
+    return {f.name: (types[f.name], f.default) for f in fields(ViTArch)}
 
 
 class ModelConfig(create_model("ArchSection", __base__=Section, **_arch_fields())):
@@ -61,7 +61,7 @@ class ModelConfig(create_model("ArchSection", __base__=Section, **_arch_fields()
     finetune, the Des-Net's)."""
 
     size: Optional[str] = Field(None, description=f"a named size ({', '.join(SIZES)}) filling unset fields")
-    depth: int = Field(6, ge=1)
+    depth: int = 6
     drop_path_rate: float = Field(0.0, ge=0, lt=1)
     # finetune only: how the Des-Net starts.
     init: Literal["learngene", "scratch", "truncated", "heur_lg"] = "scratch"
@@ -77,12 +77,14 @@ class ModelConfig(create_model("ArchSection", __base__=Section, **_arch_fields()
     @classmethod
     def _fill_size(cls, data):
         if isinstance(data, dict) and data.get("size") is not None:
-            if data["size"] not in SIZES:
-                raise ValueError(f"model.size: unknown size {data['size']!r}; known: {', '.join(SIZES)}")
-            data = {**SIZES[data["size"]], **data}
+            try:
+                data = {**size_fields(data["size"]), **data}
+            except ValueError as e:
+                raise ValueError(f"model.size: {e}") from None
         return data
 
     _files_exist = field_validator("pretrained")(_input_file_exists)
+    _depth_usable = field_validator("depth")(check_depth)
 
     @field_validator("learngene")
     @classmethod
@@ -94,10 +96,11 @@ class ModelConfig(create_model("ArchSection", __base__=Section, **_arch_fields()
 
     @model_validator(mode="after")
     def _check(self):
-        if self.embed_dim % self.num_heads:
-            raise ValueError(f"model.num_heads={self.num_heads} does not divide model.embed_dim={self.embed_dim}")
-        if self.img_size % self.patch_size:
-            raise ValueError(f"model.patch_size={self.patch_size} does not divide model.img_size={self.img_size}")
+        bad = shape_problems({k: getattr(self, k) for k in ARCH_FIELDS}, prefix="model.")
+        if bad:
+            raise ValueError("; ".join(bad))
+        if self.num_classes < 2:  # a file's architecture may say 1; a run needs two classes to learn from
+            raise ValueError(f"model.num_classes={self.num_classes}: a classifier needs at least 2 classes")
         if self.init == "learngene" and self.learngene is None:
             raise ValueError("model.init=learngene needs model.learngene (a learngene file)")
         if self.init in ("truncated", "heur_lg") and self.pretrained is None:

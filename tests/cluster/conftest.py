@@ -35,4 +35,4 @@ def tiny_learngene(slurm_cluster, tmp_path_factory):
     state = wait_job_end(job)
     run_dir = root / f"learngene-{job}"
     return {"job": job, "state": state, "run_dir": run_dir, "root": root,
-            "file": run_dir / "learngene.safetensors"}
+            "file": run_dir / "learngene" / "learngene.safetensors"}

@@ -49,7 +49,7 @@ def _finish_and_compare(job: str, run: Path, reference: Path) -> str:
     log = (run / "job.log").read_text()
     resumed = re.findall(r"resumed from \S+/(step_\d+): epoch \d+, batch \d+, step (\d+)", log)
     assert resumed, log[-4000:]
-    diff = _diff(reference, run / "learngene.safetensors")
+    diff = _diff(reference, run / "learngene" / "learngene.safetensors")
     assert not diff, f"the resumed run differs from the uninterrupted one in {diff}"
     return resumed[-1][0]
 
@@ -76,7 +76,7 @@ def test_two_node_job_equals_two_ranks_on_one_node(tiny_learngene, tmp_path):
     one_node = tmp_path / "one_node"
     run_train(["--config", TINY_LG, "--deepspeed_config", LEARNGENE_DS, *LEARNGENE_OVERRIDES,
                f"output_dir={one_node}"], nproc=2)
-    diff = _diff(one_node / "learngene.safetensors", tiny_learngene["file"])
+    diff = _diff(one_node / "learngene" / "learngene.safetensors", tiny_learngene["file"])
     assert not diff, f"2 nodes and 2 ranks on one node differ in {diff}"
 
 
@@ -87,7 +87,7 @@ def test_per_node_launchers_across_two_nodes_equal_srun(tiny_learngene, tmp_path
     job = sbatch_learngene(tmp_path, LEARNGENE_OVERRIDES, TLEG_LAUNCH=launch)
     run = tmp_path / f"learngene-{job}"
     assert wait_job_end(job) == "COMPLETED", log_since(run / "job.log")[-4000:]
-    diff = _diff(tiny_learngene["file"], run / "learngene.safetensors")
+    diff = _diff(tiny_learngene["file"], run / "learngene" / "learngene.safetensors")
     assert not diff, f"TLEG_LAUNCH={launch} differs from srun in {diff}"
 
 
@@ -156,7 +156,7 @@ def test_preempted_two_node_job_saves_on_every_node_and_resumes(tiny_learngene, 
         shards = sorted(p.name for p in kept.rglob("*optim_states.pt"))
         assert len(shards) == 2, (kept.name, shards)
     assert sacct_states(job)[0] == "REQUEUED"
-    diff = _diff(tiny_learngene["file"], run / "learngene.safetensors")
+    diff = _diff(tiny_learngene["file"], run / "learngene" / "learngene.safetensors")
     assert not diff, f"the preempted run differs from the uninterrupted one in {diff}"
 
 

@@ -146,7 +146,8 @@ def test_preempted_two_task_job_resumes_and_matches_uninterrupted_run(tiny_learn
     assert r.returncode == 0, r.stdout + r.stderr
     assert _records(ref)[3]["global_step"] == 64
     assert _records(ref)[3]["top1"] == _records(out)[3]["top1"]
-    diff = _same_weights(run / "final.safetensors", ref / "runs" / "depth_003" / "final.safetensors")
+    diff = _same_weights(run / "model" / "model.safetensors",
+                         ref / "runs" / "depth_003" / "model" / "model.safetensors")
     assert not diff, f"preempted run differs from the uninterrupted one in {diff}"
 
 

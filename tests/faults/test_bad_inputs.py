@@ -35,7 +35,7 @@ from tleg_dist.training.model_factory import InitError, build_model
     ("optim.learning_rate=0.1", ["optim.learning_rate", "unknown key"]),
     ("train.epochs=three", ["train.epochs", "integer"]),
     ("optim.lr=-0.1", ["optim.lr", "greater than 0", "-0.1"]),
-    ("model.depth=0", ["model.depth", "greater than or equal to 1"]),
+    ("model.depth=0", ["model.depth", "depth must be >= 1, got 0"]),
     ("model.num_heads=3", ["model.num_heads=3 does not divide model.embed_dim=32"]),
     ("data.eval_on=val", ["data.eval_on=val needs data.val_split"]),
     ("distill.teacher.checkpoint=no/such/teacher.pt", ["distill.teacher.checkpoint", "does not exist",

@@ -116,11 +116,11 @@ def test_corrupt_jpeg_stops_naming_it_then_skip_resumes(tmp_path):
     rc, log = run(recipe, out, timeout=TIMEOUT)
     assert rc == 1, log[-3000:]
     assert f"BadImageError: cannot read image {bad}" in log and "data.on_bad_image=skip" in log, log[-3000:]
-    assert not (out / "learngene.safetensors").exists()
+    assert not (out / "learngene" / "learngene.safetensors").exists()
     assert complete_steps(out) == [2]  # step 4 never happened
 
     rc, log = run(recipe, out, "data.on_bad_image=skip", resume="auto", name="resume", timeout=TIMEOUT)
     assert rc == 0, log[-3000:]
     assert resumed_from(log) == ("step_00000002", 0, 2, 2)
     assert "skipped 1 unreadable image(s)" in log, log[-3000:]
-    assert (out / "learngene.safetensors").is_file()
+    assert (out / "learngene" / "learngene.safetensors").is_file()

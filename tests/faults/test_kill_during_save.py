@@ -21,7 +21,7 @@ def resume_and_compare(recipe, out, reference, expect_tag):
     rc, log = run(recipe, out, resume="auto", name="resume", timeout=TIMEOUT)
     assert rc == 0, log[-3000:]
     assert resumed_from(log)[0] == expect_tag
-    assert_same_weights(out / "learngene.safetensors", reference / "learngene.safetensors")
+    assert_same_weights(out / "learngene" / "learngene.safetensors", reference / "learngene" / "learngene.safetensors")
 
 
 def test_kill_between_shards_and_marker_resumes_from_previous(recipe, reference_1rank, tmp_path):
@@ -61,7 +61,8 @@ def test_complete_checkpoint_is_never_rewritten_in_place(recipe, reference_1rank
     out = tmp_path / "run"
     rc, log = run(recipe, out, die_on_overwrite=1, timeout=TIMEOUT)
     assert rc == 0 and "dying" not in log, log[-3000:]
-    assert_same_weights(out / "learngene.safetensors", reference_1rank / "learngene.safetensors")
+    assert_same_weights(out / "learngene" / "learngene.safetensors",
+                        reference_1rank / "learngene" / "learngene.safetensors")
     meta_32 = (out / "checkpoints" / "step_00000032" / "tleg_meta.json").read_text()
     assert '"epoch": 2' in meta_32 and '"batch_in_epoch": 0' in meta_32  # the marker did move on
 

@@ -21,14 +21,15 @@ def test_nan_stops_naming_the_step_and_last_checkpoint_resumes(recipe, reference
     assert "NonFiniteLossError: non-finite loss at epoch 0, batch 9, optimizer step 9" in log, log[-3000:]
     assert "train.nan_policy=stop" in log
     assert complete_steps(out) == [4, 8]  # nothing saved at or after the bad step
-    assert not (out / "learngene.safetensors").exists()
+    assert not (out / "learngene" / "learngene.safetensors").exists()
     # Also: a DeepSpeed checkpoint folder without its `latest` file resumes all the same,
     # because the newest complete tag is found by its tleg_meta.json.
     (out / "checkpoints" / "latest").unlink()
     rc, log = run(recipe, out, resume="auto", name="resume", timeout=TIMEOUT)
     assert rc == 0, log[-3000:]
     assert resumed_from(log) == ("step_00000008", 0, 8, 8)
-    assert_same_weights(out / "learngene.safetensors", reference_1rank / "learngene.safetensors")
+    assert_same_weights(out / "learngene" / "learngene.safetensors",
+                        reference_1rank / "learngene" / "learngene.safetensors")
 
 
 def test_nan_skips_are_counted_and_bounded(recipe, tmp_path):

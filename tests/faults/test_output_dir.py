@@ -58,7 +58,8 @@ def test_disk_full_names_the_checkpoint_and_keeps_the_last_complete(recipe, refe
     rc, log = run(recipe, saved, resume="auto", name="resume", timeout=TIMEOUT)
     assert rc == 0, log[-3000:]
     assert resumed_from(log)[0] == "step_00000004"
-    assert_same_weights(saved / "learngene.safetensors", reference_1rank / "learngene.safetensors")
+    assert_same_weights(saved / "learngene" / "learngene.safetensors",
+                        reference_1rank / "learngene" / "learngene.safetensors")
 
 
 def test_read_only_output_dir_names_the_path_and_changes_nothing(recipe, reference_1rank, tmp_path):

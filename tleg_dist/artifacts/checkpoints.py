@@ -3,9 +3,9 @@
     RUN/checkpoints/<tag>/   DeepSpeed's shards (engine.save_checkpoint on every rank)
                  tleg_meta.json   the marker: written last, atomically, by rank 0
 
-The marker is plain JSON (stage, architecture, depth, position, config), so that resume,
-pruning, inspection and conversion read a checkpoint's description without unpickling
-anything. A tag without a valid marker (a save killed half-way, or a DeepSpeed checkpoint
+The marker is plain JSON (stage, architecture as ViTArch.to_dict(), depth, position, config,
+eval preprocessing), so that resume, pruning, inspection and conversion read a checkpoint's
+description without unpickling anything. A tag without a valid marker (a save killed half-way, or a DeepSpeed checkpoint
 made elsewhere) is incomplete: never resumed from, never converted, pruned later.
 """
 
@@ -23,6 +23,7 @@ MARKER = "tleg_meta.json"
 FORMAT = "tleg-checkpoint"
 FORMAT_VERSION = "1"
 STAGES = ("learngene", "finetune", "teacher")
+PREPROCESSING = "preprocessing"  # meta key: the run's eval transform as timm pretrained_cfg fields
 
 
 class CheckpointError(RuntimeError, UserError):

@@ -1,8 +1,10 @@
 """The learngene file: a public, self-describing safetensors format, alone or in a folder.
 
 Tensors: `learngene.<block param>.theta_a|theta_b` and the shared tensors under timm
-names. Metadata (all strings): format, format_version, aux_depth and the architecture;
-optionally `preprocessing` (the eval preprocessing of the data it was trained on, JSON).
+names. Metadata (all strings): format, format_version, aux_depth and the architecture (each
+field of ViTArch.to_dict() as JSON); those artefacts/export.py writes also carry
+`preprocessing` (the eval preprocessing of the data it was trained on, JSON) and the
+provenance record (artefacts/provenance.py).
 
 A learngene folder (for sharing, like a timm model folder) holds `learngene.safetensors`,
 `config.json` (the same metadata as JSON values) and a README.md card. `load` takes the
@@ -20,12 +22,13 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from tleg_dist.model_folder import CARD, CONFIG, folder_of
+from tleg_dist.artifacts import provenance
+from tleg_dist.artifacts.model_folder import CARD, CONFIG, folder_of, write_files
 from tleg_dist.models.arch import ARCH_FIELDS, ViTArch
 from tleg_dist.models.des_net import des_state_from_learngene, shared_param_shapes
 from tleg_dist.models.keys import file_key, split_file_tensors
 from tleg_dist.models.learngene import block_param_shapes
-from tleg_dist.utils.atomic import atomic_path, check_output, new_folders
+from tleg_dist.utils.atomic import atomic_path, check_output
 from tleg_dist.utils.errors import UserError
 from tleg_dist.utils.jsonio import read_json
 
@@ -33,8 +36,10 @@ FORMAT = "tleg-learngene"
 FORMAT_VERSION = "1"
 HEADER = ("format", "format_version", "aux_depth")  # with ARCH_FIELDS: what every learngene file says
 PREPROCESSING = "preprocessing"  # optional metadata key: timm pretrained_cfg fields of the eval transform, JSON
-FOLDER_WEIGHTS = "learngene.safetensors"
-_JSON_KEYS = (*ARCH_FIELDS, "aux_depth", PREPROCESSING)  # JSON-encoded in the file's string metadata
+FOLDER_WEIGHTS = "learngene.safetensors"  # the file's name in a learngene folder (RUN/learngene/ too)
+FOLDER_FILES = (FOLDER_WEIGHTS, CONFIG, CARD)
+# JSON-encoded in the file's string metadata
+_JSON_KEYS = (*ARCH_FIELDS, "aux_depth", PREPROCESSING, *provenance.JSON_FIELDS)
 
 
 class LearngeneFileError(ValueError, UserError):
@@ -68,7 +73,7 @@ class LearngeneFile:
 
 def metadata(arch: ViTArch, aux_depth: int, extra: dict[str, str] | None = None) -> dict[str, str]:
     meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "aux_depth": str(aux_depth)}
-    meta.update({k: json.dumps(getattr(arch, k)) for k in ARCH_FIELDS})
+    meta.update({k: json.dumps(v) for k, v in arch.to_dict().items()})
     meta.update(extra or {})
     return meta
 
@@ -116,13 +121,10 @@ def save_folder(folder, tensors: dict[str, torch.Tensor], arch: ViTArch, aux_dep
     folder = Path(folder)
     validate(tensors, arch, str(folder / FOLDER_WEIGHTS))
     config = folder_config(metadata(arch, aux_depth, extra))
-    with new_folders(folder):  # check_output creates them: leave nothing behind
-        paths = [check_output(folder / name, force) for name in (FOLDER_WEIGHTS, CONFIG, CARD)]
-        with atomic_path(paths[0]) as tw, atomic_path(paths[1]) as tc, atomic_path(paths[2]) as tr:
-            _write(tw, tensors, arch, aux_depth, extra)
-            tc.write_text(json.dumps(config, indent=1) + "\n")
-            tr.write_text(card(config))
-    return paths
+    return write_files(folder, {
+        FOLDER_WEIGHTS: lambda tmp: _write(tmp, tensors, arch, aux_depth, extra),
+        CONFIG: lambda tmp: tmp.write_text(json.dumps(config, indent=1) + "\n"),
+        CARD: lambda tmp: tmp.write_text(card(config))}, force)
 
 
 def weights_path(path) -> Path:
@@ -169,11 +171,14 @@ def arch_from_metadata(meta: dict[str, str], where: str) -> tuple[ViTArch, int]:
         raise LearngeneFileError(f"{where}: not a learngene file (format={meta.get('format')!r}, expected {FORMAT!r})")
     if meta.get("format_version") != FORMAT_VERSION:
         raise LearngeneFileError(f"{where}: unsupported format_version {meta.get('format_version')!r}")
+    bad = f"{where}: bad or missing architecture metadata"
     try:
-        fields = {k: json.loads(meta[k]) for k in ARCH_FIELDS}
-        return ViTArch(**fields), int(meta["aux_depth"])
-    except (KeyError, ValueError, TypeError) as e:
-        raise LearngeneFileError(f"{where}: bad or missing architecture metadata ({e})") from e
+        fields = {k: json.loads(meta[k]) for k in ARCH_FIELDS if k in meta}
+        return ViTArch.from_dict(fields, bad), int(meta["aux_depth"])
+    except KeyError as e:
+        raise LearngeneFileError(f"{bad}: {e.args[0]} is missing") from None
+    except ValueError as e:  # from_dict names the field; JSON and int() errors do not
+        raise LearngeneFileError(str(e) if str(e).startswith(bad) else f"{bad} ({e})") from e
 
 
 def load(path) -> LearngeneFile:

@@ -1,14 +1,22 @@
 """What a run folder (a trainer's output_dir) holds, and its completion marker.
 
     config.yaml      the resolved recipe, written when the run starts
-    metrics.jsonl    one JSON line per logged step and evaluation
+    metrics.jsonl    one JSON line per logged step and evaluation (and tb/: the same as TensorBoard scalars)
     checkpoints/     DeepSpeed tags (artifacts.checkpoints)
+    teacher.safetensors | learngene/ | model/    what the stage exports (artifacts.export)
     summary.json     written last, by rank 0: the run's outcome and the artefacts it wrote
 
 summary.json is the one completion marker: a run is finished when it exists with a finishing
-status. Its "files" maps artefact names ("learngene", "model", "weights", ...) to paths, so
-that consumers (the planner, the converter, reports) read paths from it instead of
-hard-coding file names, and its "fingerprint" says which config produced it.
+status. Its "files" maps artefact keys to paths, so that consumers (the planner, the converter,
+reports) read paths from it instead of hard-coding file names, and its "fingerprint" says
+which config produced it. What each stage lists:
+
+    teacher     {"weights": RUN/teacher.safetensors}
+    learngene   {"learngene": RUN/learngene/learngene.safetensors, "folder": RUN/learngene}
+    finetune    {"model": RUN/model, "weights": RUN/model/model.safetensors}
+
+This module owns every name inside a run folder, every artefact key and every status:
+other modules import them.
 """
 
 from __future__ import annotations
@@ -23,16 +31,20 @@ from tleg_dist.utils.jsonio import read_json
 
 CONFIG = "config.yaml"
 METRICS = "metrics.jsonl"
+TB = "tb"  # TensorBoard event files
 CHECKPOINTS = "checkpoints"
 SUMMARY = "summary.json"
-FINISHED = ("completed", "max_steps")  # "preempted" runs continue when resumed
 ATTEMPTS = "attempts.jsonl"  # one line per attempt of a planned job (plans/job.py): time and outcome
 
-# Artefact files inside a run folder, written by training/exports.py.
-TEACHER_WEIGHTS, TEACHER_CONFIG = "teacher.safetensors", "teacher.json"
-LEARNGENE_FILE, LEARNGENE_FOLDER = "learngene.safetensors", "learngene"
+# Statuses in summary.json; a preempted run continues when resumed.
+COMPLETED, MAX_STEPS, PREEMPTED = "completed", "max_steps", "preempted"
+FINISHED = (COMPLETED, MAX_STEPS)
+
+# What a stage exports (artifacts/export.py writes them), and the keys summary.json lists them under.
+TEACHER_WEIGHTS = "teacher.safetensors"
+LEARNGENE_FOLDER = "learngene"
 MODEL_FOLDER = "model"
-LEGACY_WEIGHTS, LEGACY_CONFIG = "final.safetensors", "final.json"  # the pre-folder layout, deprecated
+WEIGHTS, LEARNGENE, MODEL, FOLDER = "weights", "learngene", "model", "folder"
 
 
 class MissingArtifact(UserError):
@@ -70,7 +82,18 @@ def artifact(run_dir: str | Path, name: str) -> Path:
     if summary is None:
         raise MissingArtifact(f"{run_dir} has not finished (no {SUMMARY} with status {'/'.join(FINISHED)})")
     path = (summary.get("files") or {}).get(name)
+    if path is not None and _old_layout(summary, name, path):
+        model = Path(run_dir) / MODEL_FOLDER
+        how = (f"load its model folder {model}" if model.is_dir() else
+               f"convert the run: python -m tleg_dist.convert export {run_dir} --out {model}")
+        raise MissingArtifact(f"{Path(run_dir) / SUMMARY} lists '{name}' as {Path(path).name}, the layout before "
+                              f"model folders; {how}")
     if path is None:
         raise MissingArtifact(f"{Path(run_dir) / SUMMARY} lists no '{name}' artefact "
                               f"(it has {sorted(summary.get('files') or {})})")
     return Path(path)  # as the trainer wrote it: absolute when its output_dir was (plans make it so)
+
+
+def _old_layout(summary: dict, name: str, path: str) -> bool:
+    """A fine-tune run's weights are RUN/model/model.safetensors; older runs listed a file beside RUN/model."""
+    return summary.get("stage") == "finetune" and name == WEIGHTS and Path(path).parent.name != MODEL_FOLDER

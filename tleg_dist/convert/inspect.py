@@ -12,10 +12,10 @@ import json
 from math import prod
 from pathlib import Path
 
-from tleg_dist import model_folder
 from tleg_dist.artifacts import learngene as learngene_file
-from tleg_dist.convert import storage
-from tleg_dist.convert import ConvertError
+from tleg_dist.artifacts import model_folder
+from tleg_dist.convert import ConvertError, storage
+from tleg_dist.models.arch import check_depth
 from tleg_dist.utils.jsonio import read_json
 
 
@@ -43,12 +43,14 @@ def describe(path, depths=storage.DEFAULT_DEPTHS) -> dict:
     path = Path(path)
     if not path.exists():
         raise ConvertError(f"{path}: no such file or directory")
-    if any(d < 1 for d in depths):
-        raise ConvertError(f"--depths must all be >= 1, got {list(depths)}")
+    try:
+        for d in depths:
+            check_depth(d, "--depths")
+    except ValueError as e:
+        raise ConvertError(str(e)) from None
     if path.is_dir():
         if (path / model_folder.CONFIG).is_file() and (path / model_folder.WEIGHTS).is_file():
-            return _describe_weights(*_header(path / model_folder.WEIGHTS, path),
-                                     read_json(path / model_folder.CONFIG, ConvertError))
+            return _describe_model_folder(path)
         if (path / model_folder.CONFIG).is_file() and (path / learngene_file.FOLDER_WEIGHTS).is_file():
             return describe(path / learngene_file.FOLDER_WEIGHTS, depths)  # a learngene folder, not a run
         return _describe_checkpoint(path)
@@ -61,22 +63,18 @@ def describe(path, depths=storage.DEFAULT_DEPTHS) -> dict:
         if info["params"] != comp["learngene"]:
             info["warning"] = f"file holds {info['params']:,} params, the format expects {comp['learngene']:,}"
         return info
-    beside = path.with_suffix(".json")
-    config = read_json(beside, ConvertError) if beside.is_file() else None
-    if config is not None:  # e.g. a run's final.safetensors + final.json (constructor arguments)
-        return _describe_weights(meta, info, config)
     info["format"] = meta.get("format", "safetensors (no tleg format metadata)")
     return info
 
 
-def _describe_weights(meta: dict, info: dict, config: dict | None) -> dict:
-    if config is not None and "model_args" in config:  # an export folder
-        info |= {"format": config.get("tleg", {}).get("format", "timm pretrained folder"),
-                 "architecture": config.get("architecture"), "timm_kwargs": config["model_args"]}
-    else:
-        info |= {"format": meta.get("format", "timm state dict"), "timm_kwargs": config,
-                 "depth": int(meta["depth"]) if "depth" in meta else None}
-    return info
+def _describe_model_folder(path: Path) -> dict:
+    _, info = _header(path / model_folder.WEIGHTS, path)
+    config = read_json(path / model_folder.CONFIG, ConvertError)
+    if not isinstance(config, dict) or not isinstance(config.get("model_args"), dict):
+        raise ConvertError(f"{path / model_folder.CONFIG}: not a model folder's config ('model_args' is missing)")
+    tleg = config.get("tleg") if isinstance(config.get("tleg"), dict) else {}
+    return info | {"format": tleg.get("format", "timm pretrained folder"), "stage": tleg.get("stage"),
+                   "architecture": config.get("architecture"), "timm_kwargs": config["model_args"]}
 
 
 def _describe_checkpoint(path: Path) -> dict:

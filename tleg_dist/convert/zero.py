@@ -23,8 +23,10 @@ from pathlib import Path
 import torch
 
 from tleg_dist.artifacts import checkpoints, run_folder
+from tleg_dist.artifacts.provenance import CHECKPOINT, Provenance
 from tleg_dist.convert import ConvertError
-from tleg_dist.models.arch import ViTArch
+from tleg_dist.models.arch import ViTArch, check_depth
+
 
 
 @dataclass
@@ -39,6 +41,19 @@ class Checkpoint:
         summary = run_folder.read_summary(self.tag_dir.parent.parent)
         return summary if summary is not None and summary.get("global_step") == self.meta.get("global_step") else None
 
+    def preprocessing(self) -> dict:
+        """The run's eval preprocessing as its trainer recorded it in the marker."""
+        key = checkpoints.PREPROCESSING
+        if not isinstance(self.meta.get(key), dict):
+            raise ConvertError(f"{self.tag_dir / checkpoints.MARKER}: no '{key}' recorded: this checkpoint predates "
+                               "recorded eval preprocessing; train it again with this version to export it")
+        return self.meta[key]
+
+    def provenance(self) -> Provenance:
+        """Where converted weights come from: this tag, and the run's val top-1 when its summary is of this step."""
+        summary = self.run_summary() or {}
+        return Provenance(CHECKPOINT, self.tag_dir.name, self.meta.get("global_step"), summary.get("val_top1"))
+
 
 def open_checkpoint(path: str | Path, tag: str | None = None, stage: str | None = None, hint: str = "") -> Checkpoint:
     """The tag `checkpoints.find` picks, with its architecture from the marker; refused, with `hint`,
@@ -52,11 +67,12 @@ def open_checkpoint(path: str | Path, tag: str | None = None, stage: str | None 
         return Checkpoint(tag_dir, meta, None, None)
     where = tag_dir / checkpoints.MARKER
     try:
-        arch, depth = ViTArch(**meta["arch"]), int(meta["depth"])
-    except (KeyError, TypeError, ValueError) as e:
-        raise ConvertError(f"{where}: bad architecture metadata ({e})") from None
-    if depth < 1:
-        raise ConvertError(f"{where}: depth must be >= 1, got {depth}")
+        arch = ViTArch.from_dict(meta.get("arch"), f"{where}: bad architecture metadata")
+        depth = check_depth(int(meta["depth"]))
+    except KeyError as e:
+        raise ConvertError(f"{where}: {e.args[0]} is missing") from None
+    except (TypeError, ValueError) as e:
+        raise ConvertError(f"{where}: {e}" if not str(e).startswith(str(where)) else str(e)) from None
     return Checkpoint(tag_dir, meta, arch, depth)
 
 
@@ -81,25 +97,27 @@ def guarded_torch_load(allow_pickle: bool = False):
 
     def load(f, *args, **kwargs):
         kwargs["weights_only"] = not allow_pickle
+        tried = f"torch {torch.__version__} torch.load(weights_only={not allow_pickle})"
         try:
             return real(f, *args, **kwargs)
-        except pickle.UnpicklingError as e:
-            msg = str(e)
-            if "weights only load failed" in msg.lower():
-                found = re.search(r"Unsupported global: GLOBAL (\S+)", msg) or re.search(r"Unsupported (.*)", msg)
-                detail = f"it holds {found.group(1)}" if found else "it holds objects other than tensors"
+        except FileNotFoundError as e:
+            raise ConvertError(f"{f}: missing checkpoint file") from e
+        except Exception as e:
+            first = (str(e).splitlines() or [type(e).__name__])[0]
+            # A class or function the weights-only unpickler will not import; other refusals ("Unsupported
+            # operand") are bytes that are not a pickle at all, reported as such below.
+            found = re.search(r"unsupported GLOBAL:? (?:GLOBAL )?(\S+)", str(e), re.IGNORECASE)
+            if isinstance(e, pickle.UnpicklingError) and found:
+                detail = f"it holds {found.group(1)}"
                 raise ConvertError(
                     f"{f}: refusing to unpickle it ({detail}). Checkpoint files are pickles; by default only tensors "
                     f"and a few DeepSpeed data classes are read. If you made this checkpoint yourself, "
-                    f"--allow-pickle loads it with full pickle (never do that for a file from elsewhere).") from None
-            raise ConvertError(f"{f}: corrupt checkpoint file ({msg.splitlines()[0]})") from None
-        except FileNotFoundError:
-            raise ConvertError(f"{f}: missing checkpoint file") from None
-        except Exception as e:
-            # Damaged bytes surface as almost anything: a cut-off zip as RuntimeError or OSError(EINVAL),
-            # random bytes through the unpickler as IndexError, KeyError, struct.error, ...
-            first = (str(e).splitlines() or [type(e).__name__])[0]
-            raise ConvertError(f"{f}: truncated or corrupt checkpoint file ({type(e).__name__}: {first})") from None
+                    f"--allow-pickle loads it with full pickle (never do that for a file from elsewhere).") from e
+            # Damaged bytes surface as almost anything (a cut-off zip as RuntimeError or OSError(EINVAL), random
+            # bytes through the unpickler as IndexError, KeyError, struct.error, ...), and so does a file another
+            # torch or DeepSpeed version wrote: say what was tried and what it said, and keep the cause.
+            raise ConvertError(f"{f}: {tried} failed ({type(e).__name__}: {first}): the file is truncated or corrupt, "
+                               "or was written by a torch/DeepSpeed version this one cannot read") from e
 
     torch.load = load
     try:
@@ -137,9 +155,11 @@ def consolidate(ckpt: Checkpoint, allow_pickle: bool = False) -> dict[str, torch
             from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
             try:
                 state = get_fp32_state_dict_from_zero_checkpoint(str(ckpt.tag_dir.parent), tag=ckpt.tag_dir.name)
+            except ConvertError:
+                raise  # a file torch.load could not read, named by guarded_torch_load
             except (ValueError, KeyError, FileNotFoundError, IndexError, TypeError) as e:
                 raise ConvertError(f"{ckpt.tag_dir}: DeepSpeed could not consolidate this checkpoint "
-                                   f"({type(e).__name__}: {e})") from None
+                                   f"({type(e).__name__}: {e})") from e
     return {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
 
 

@@ -30,7 +30,7 @@ def _train_batches(data_json: str, arch_json: str, seed: int, ranks: int) -> int
     from tleg_dist.data import build_data
     from tleg_dist.models.arch import ViTArch
 
-    data = build_data(DataConfig.model_validate_json(data_json), ViTArch(**json.loads(arch_json)),
+    data = build_data(DataConfig.model_validate_json(data_json), ViTArch.from_dict(json.loads(arch_json), "model"),
                       rank=0, world_size=ranks, seed=seed)
     return len(data.train)
 

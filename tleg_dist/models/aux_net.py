@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from timm.layers import PatchEmbed, drop_path, trunc_normal_
 from torch import nn
 
-from tleg_dist.models.arch import ViTArch
+from tleg_dist.models.arch import ViTArch, check_depth
 from tleg_dist.models.learngene import Learngene
 
 LN_EPS = 1e-6  # timm's ViT default
@@ -21,9 +21,7 @@ LN_EPS = 1e-6  # timm's ViT default
 class AuxNet(nn.Module):
     def __init__(self, arch: ViTArch, depth: int, drop_path_rate: float = 0.0):
         super().__init__()
-        if depth < 1:
-            raise ValueError(f"aux depth must be >= 1, got {depth}")
-        self.arch, self.depth = arch, depth
+        self.arch, self.depth = arch, check_depth(depth, "aux depth")
         self.num_heads = arch.num_heads
         self.patch_embed = PatchEmbed(arch.img_size, arch.patch_size, arch.in_chans, arch.embed_dim)
         self.pos_embed = nn.Parameter(torch.zeros(1, arch.num_patches, arch.embed_dim))

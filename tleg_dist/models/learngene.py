@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from tleg_dist.models.arch import ViTArch
+from tleg_dist.models.arch import ViTArch, check_depth
 
 
 def block_param_shapes(arch: ViTArch) -> dict[str, tuple[int, ...]]:
@@ -43,8 +43,7 @@ def coefficients(depth: int, dtype=torch.float32, device=None) -> torch.Tensor:
 
     Made on `device` by a kernel: a tensor built from a Python list would be a blocking host copy.
     """
-    if depth < 1:
-        raise ValueError(f"depth must be >= 1, got {depth}")
+    check_depth(depth)
     return torch.arange(depth, device=device, dtype=torch.float64).div_(depth).to(dtype)
 
 

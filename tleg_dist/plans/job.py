@@ -103,7 +103,7 @@ def record(job: Job, summary: dict) -> dict:
             "images": summary.get("images_seen"),
             "time_s": round(sum(a["time_s"] for a in attempts) if attempts else summary.get("wall_time_s", 0), 3),
             "attempts": max(1, len(attempts)), "fingerprint": summary.get("fingerprint"),
-            "run_dir": str(job.out), "weights": files.get("weights") or files.get("learngene")}
+            "run_dir": str(job.out), "weights": files.get(run_folder.WEIGHTS) or files.get(run_folder.LEARNGENE)}
 
 
 def run_job(job: Job, dirs: dict[str, Path], is_main: bool = True) -> dict:

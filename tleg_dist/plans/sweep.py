@@ -1,6 +1,6 @@
 """The depth sweep as a plan: Des-Nets of several depths fine-tuned from one learngene file.
 
-    learngene: runs/learngene-1234/learngene.safetensors
+    learngene: runs/learngene-1234/learngene/learngene.safetensors
     finetune_recipe: configs/cpu/finetune_fmnist.yaml
     depths: [2, 4, 6, 8]
     resources: {tasks_per_job: 1, cpus_per_task: 2, timeout_min: 120, parallelism: 4}

@@ -21,7 +21,7 @@ class MetricsLog:
             from torch.utils.tensorboard import SummaryWriter
 
             self._jsonl = open(Path(output_dir) / run_folder.METRICS, "a", buffering=1)
-            self._tb = SummaryWriter(str(Path(output_dir) / "tb"))
+            self._tb = SummaryWriter(str(Path(output_dir) / run_folder.TB))
 
     def log(self, kind: str, step: int, **values) -> None:
         if not self.enabled:

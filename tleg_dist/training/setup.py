@@ -19,7 +19,7 @@ from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
 
 from tleg_dist import config as config_lib
 from tleg_dist.artifacts import run_folder
-from tleg_dist.artifacts.checkpoints import CheckpointError, complete_tags
+from tleg_dist.artifacts.checkpoints import PREPROCESSING, CheckpointError, complete_tags
 from tleg_dist.config import ConfigError, RunConfig
 from tleg_dist.data import DataBundle, build_data
 from tleg_dist.losses import DistillationLoss
@@ -171,5 +171,5 @@ def build(cfg: RunConfig, resume: str | None) -> Run:
     meta = {"stage": cfg.stage, "arch": cfg.model.arch().to_dict(), "depth": cfg.model.depth,
             "zero_stage": zero, "bf16": bf16, "world_size": dist.world_size,
             "config": cfg.model_dump(mode="json"),
-            "preprocessing": data.preprocessing}  # the eval transform, for the export and `convert`
+            PREPROCESSING: data.preprocessing}  # the eval transform, for the export and `convert`
     return Run(cfg, dist, out, data, engine, ema, ckpt, pos, metrics, ctx, meta, n_params, started, cache)

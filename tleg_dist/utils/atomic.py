@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import tempfile
 from pathlib import Path
 
@@ -61,15 +60,3 @@ def new_folders(*folders: str | os.PathLike):
             with contextlib.suppress(OSError):
                 folder.rmdir()
         raise
-
-
-def link_or_copy(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
-    """`dst` becomes the same file as `src` (a hard link, or a copy across file systems), atomically."""
-    src, dst = Path(src), Path(dst)
-    with atomic_path(dst) as tmp:
-        os.unlink(tmp)
-        try:
-            os.link(src, tmp)
-        except OSError:
-            shutil.copy2(src, tmp)
-    return dst

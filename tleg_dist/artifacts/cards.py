@@ -1,4 +1,4 @@
-"""Model cards (README.md) for model and learngene folders, rendered by timm's `generate_readme`.
+"""Model cards (README.md) for model and learngene folders: Hub front matter and markdown, written here.
 
 A card says what the weights are, where they came from (the learngene's file hash and aux
 depth), the recipe and data they were trained with, and the final metrics of the run.
@@ -12,6 +12,7 @@ import hashlib
 import yaml
 
 from tleg_dist.artifacts import learngene as learngene_file
+from tleg_dist.models.arch import ViTArch
 
 CITATION = """@inproceedings{xia2024tleg,
   title={Transformer as Linear Expansion of Learngene},
@@ -20,6 +21,7 @@ CITATION = """@inproceedings{xia2024tleg,
   year={2024},
   note={arXiv:2312.05614}
 }"""
+TAGS = ("image-classification", "timm", "tleg-dist", "learngene")
 METRICS = ("val_top1", "val_top5", "val_loss", "best_top1", "status", "epoch", "global_step", "images_seen")
 _RECIPE_KEYS = {"data": ("format", "root", "train_path", "classes", "train_limit", "mean", "std"),
                 "optim": ("lr", "base_lr", "weight_decay", "warmup_epochs"),
@@ -57,31 +59,41 @@ def _metrics(summary: dict) -> dict:
     return {k: round(v, 4) if isinstance(v, float) else v for k, v in summary.items() if k in METRICS}
 
 
-def _render(name: str, description: str, details: dict, usage: str, run_config: dict | None,
-            library: str = "timm") -> str:
-    from timm.models._hub import generate_readme
+def _details(details: dict) -> str:
+    """"- **Name:** value" lines; a dict value as indented "key: value" lines."""
+    lines = []
+    for name, value in details.items():
+        if value in (None, {}):
+            continue
+        if isinstance(value, dict):
+            lines += [f"- **{name}:**"] + [f"  - {k}: {v}" for k, v in value.items()]
+        else:
+            lines.append(f"- **{name}:** {value}")
+    return "\n".join(lines) + "\n"
 
-    card = {"description": description, "details": {k: v for k, v in details.items() if v not in (None, {})},
-            "usage": usage, "citation": CITATION, "library_name": library,
-            "tags": ["image-classification", "timm", "tleg-dist", "learngene"]}
-    text = generate_readme(card, name)
+
+def _render(title: str, description: str, details: dict, usage: str, run_config: dict | None,
+            library: str = "timm") -> str:
+    front = {"tags": list(TAGS), "pipeline_tag": "image-classification", "library_name": library,
+             "license": "apache-2.0"}
+    text = (f"---\n{yaml.safe_dump(front, sort_keys=False)}---\n# Model card for {title}\n\n{description}\n\n"
+            f"## Model Details\n{_details(details)}\n## Model Usage\n{usage}\n"
+            f"## Citation\n```bibtex\n{CITATION}\n```\n")
     if run_config:  # the whole resolved recipe: the run can be repeated from the card alone
         text += ("\n## Training recipe\n\nThe resolved config of the run (`config.yaml` in its run folder):\n\n"
                  f"```yaml\n{yaml.safe_dump(run_config, sort_keys=False)}```\n")
     return text
 
 
-def des_net_card(model_args: dict, preprocessing: dict, *, run_config: dict | None = None,
+def des_net_card(arch: ViTArch, depth: int, preprocessing: dict, *, run_config: dict | None = None,
                  summary: dict | None = None, learngene: dict | None = None, origin: str = "") -> str:
-    depth = model_args["depth"]
     init = (run_config or {}).get("model", {}).get("init")
     what = ("a learngene expanded to this depth, not trained after expansion" if run_config is None
             else f"fine-tuned by tleg-dist from a {init or 'scratch'} initialisation")
     description = (f"A TLEG Des-Net: a plain timm VisionTransformer of depth {depth} (width "
-                   f"{model_args['embed_dim']}, no class token, average pooling), {what}. {origin}").strip()
+                   f"{arch.embed_dim}, no class token, average pooling), {what}. {origin}").strip()
     details = {"Model type": "Image classification / TLEG Des-Net",
-               "Architecture": {k: model_args[k] for k in ("depth", "embed_dim", "num_heads", "patch_size",
-                                                           "img_size", "in_chans", "num_classes")},
+               "Architecture": {**arch.to_dict(), "depth": depth},
                "Learngene": learngene, "Eval preprocessing": preprocessing,
                "Recipe": _recipe(run_config) if run_config else None,
                "Final metrics": _metrics(summary) if summary else None}
