@@ -39,8 +39,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _main(argv) -> int:
     from tleg_dist import cli
-    from tleg_dist.experiments import summary
-    from tleg_dist.plans import experiment, launch
+    from tleg_dist.plans import experiment, experiment_summary, launch
     from tleg_dist.plans.run import Outcome, collect
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -64,15 +63,16 @@ def _main(argv) -> int:
         for j in plan:
             print(f"{j.name:50s} {j.labels['planned_images']:>9,} images -> {j.out}")
         return 0
-    earlier = summary.read_runs(args.reuse_runs) if args.reuse_runs else []
+    earlier = experiment_summary.read_runs(args.reuse_runs) if args.reuse_runs else []
     outcome = (Outcome(collect(plan, earlier), planned=len(plan)) if args.report_only
                else launch.run(plan, x, args, earlier))
     records = experiment.records(plan, outcome.records)
-    result = summary.write(x, plan, records, smoke=args.smoke, command=command,
-                           invocation_s=None if args.report_only else time.time() - t0)
+    result = experiment_summary.write(x, plan, records, smoke=args.smoke, command=command,
+                                      invocation_s=None if args.report_only else time.time() - t0)
     title = f"Experiment {Path(args.config).name}" + (" (smoke budget, not results)" if args.smoke else "")
     code = launch.write_results(dataclasses.replace(outcome, records=records), Path(x.results_dir), title,
-                                names=summary.NAMES, plots=summary.PLOTS, notes=summary.notes(result))
+                                names=experiment_summary.NAMES, plots=experiment_summary.PLOTS,
+                                notes=experiment_summary.notes(result))
     print(f"[experiment] {len(records)}/{len(plan)} runs finished in {time.time() - t0:.0f} s; "
           f"results in {x.results_dir}/results.md", flush=True)
     return code

@@ -53,7 +53,7 @@ GLOO_TIMEOUT = ("[/__w/pytorch/pytorch/third_party/gloo/gloo/transport/tcp/unbou
 
 
 def test_a_lost_peer_becomes_one_line_naming_it():
-    from tleg_dist.training.distributed import peer_failure
+    from tleg_dist.cli import peer_failure
 
     closed = peer_failure(RuntimeError(GLOO_CLOSED))
     assert closed.startswith("a collective failed: Connection closed by peer [127.0.0.1]:56973 (peer ")
@@ -64,7 +64,7 @@ def test_a_lost_peer_becomes_one_line_naming_it():
 
 
 def test_other_errors_are_not_mistaken_for_a_lost_peer():
-    from tleg_dist.training.distributed import peer_failure
+    from tleg_dist.cli import peer_failure
 
     assert peer_failure(RuntimeError("mat1 and mat2 shapes cannot be multiplied")) is None
     assert peer_failure(ValueError("timed out")) is None  # not raised by a collective

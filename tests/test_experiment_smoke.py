@@ -16,8 +16,8 @@ from _launch import ROOT, clean_env
 from tleg_dist import config as config_lib
 from tleg_dist.artifacts import learngene as learngene_file
 from tleg_dist.config import ConfigError
-from tleg_dist.experiments import budget, summary
-from tleg_dist.plans import experiment
+from tleg_dist.plans import budget, experiment
+from tleg_dist.plans import experiment_summary as summary
 from tleg_dist.utils.errors import UserError
 
 RECIPE = ROOT / "configs" / "experiments" / "fmnist_v2.yaml"

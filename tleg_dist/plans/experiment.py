@@ -25,8 +25,7 @@ from typing import Literal, Optional
 from pydantic import Field, model_validator
 
 from tleg_dist.config import ConfigError, Section, read_yaml
-from tleg_dist.experiments import budget
-from tleg_dist.plans import launch
+from tleg_dist.plans import budget, launch
 from tleg_dist.plans.job import Input, Job, derive
 from tleg_dist.plans.launch import Depths, PlanRecipe, StageRef
 
