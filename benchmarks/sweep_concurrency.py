@@ -39,7 +39,7 @@ def make_learngene(out: Path) -> Path:
 
 def timed_sweep(args, lg: Path, slots: int, out: Path) -> tuple[float, list[dict]]:
     from tleg_dist.plans import launch, sweep
-    from tleg_dist.plans.executors import EXECUTORS
+    from tleg_dist.plans.executors import Local, Slurm
     from tleg_dist.plans.run import execute
 
     shutil.rmtree(out, ignore_errors=True)
@@ -47,7 +47,7 @@ def timed_sweep(args, lg: Path, slots: int, out: Path) -> tuple[float, list[dict
     if args.finetune:
         overrides.append("overrides=[" + ",".join(args.finetune) + "]")
     recipe = launch.load(sweep.SweepRecipe, args.config, overrides)
-    executor = EXECUTORS["slurm" if args.cluster else "local"](recipe.resources, out)
+    executor = (Slurm if args.cluster else Local)(recipe.resources, out)
     t0 = time.perf_counter()
     outcome = execute(sweep.build(recipe), executor, out, poll_s=0.2, progress_every_s=1e9,
                       echo=lambda s: print(s, file=sys.stderr, flush=True))
