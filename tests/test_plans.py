@@ -25,7 +25,7 @@ from tleg_dist.plans import demo, launch, report, sweep
 from tleg_dist.plans import executors
 from tleg_dist.plans.executors import Local
 from tleg_dist.plans.job import Input, Job, JobCall, derive, resolve, up_to_date
-from tleg_dist.plans.run import execute
+from tleg_dist.plans.run import JOB_INDEX, execute
 from tleg_dist.utils.errors import UserError
 
 RECIPE = ROOT / "configs" / "cpu" / "tiny_finetune.yaml"
@@ -209,7 +209,7 @@ def test_a_live_slurm_job_of_another_config_is_refused_not_submitted_again(learn
     jobs = sweep.build(_sweep(learngene, tmp_path, depths=[2]))
     root = tmp_path / "sweep"
     root.mkdir()
-    (root / "jobs.json").write_text(json.dumps({"depth 2": {"cluster": "slurm", "job_id": "77", "fingerprint": "x"}}))
+    (root / JOB_INDEX).write_text(json.dumps({"depth 2": {"cluster": "slurm", "job_id": "77", "fingerprint": "x"}}))
     monkeypatch.setattr(executors.Slurm, "alive", staticmethod(lambda job_id: job_id == "77"))
 
     class Slurm(executors.Slurm):  # Slurm's abilities, without a Slurm to submit to

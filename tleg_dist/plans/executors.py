@@ -6,6 +6,8 @@ can do beyond that, the scheduler reads from its class attributes (see Executor)
 its name: Slurm alone takes jobs before their inputs exist (it queues them behind `afterok` on
 the tasks they need), and its jobs alone outlive the launcher.
 
+    ROOT/submitit/<job id>/   submitit's pickles and the jobs' logs (local and Slurm)
+
 The cluster is always named: submitit's AutoExecutor silently picks Slurm whenever `srun` is
 on PATH, so local runs on a login node would otherwise land on the cluster.
 """
@@ -48,6 +50,9 @@ class ResourcesConfig(Section):
             raise ValueError(f"resources.tasks_per_job={self.tasks_per_job} is not a multiple of "
                              f"resources.nodes={self.nodes} (each node runs as many ranks)")
         return self
+
+
+SUBMITIT = "submitit"  # the plan folder's sub-folder for submitit's pickles and logs
 
 
 class Handle:
@@ -144,7 +149,7 @@ class InProcess(Executor):
 
 class _Submitit(Executor):
     def __init__(self, resources: ResourcesConfig, log_root: Path):
-        self.r, self.log_folder = resources, Path(log_root) / "submitit"
+        self.r, self.log_folder = resources, Path(log_root) / SUBMITIT
         self.folder = self.log_folder / "%j"
 
     def _calls(self, jobs: list[Job], dirs: dict[str, Path]) -> list[JobCall]:

@@ -1,7 +1,7 @@
 """Run a plan on an executor: skip what finished, submit what is ready, follow, collect.
 
-    ROOT/jobs.json          job name -> submitted job id (a later launch follows live Slurm jobs)
-    ROOT/submitit/<job id>/ submitit pickles and logs
+    ROOT/jobs.json   job name -> its executor, job id and config fingerprint (a later launch
+                     follows the jobs that outlive a launcher; plans/executors.py says where logs go)
 
 A job is finished when its run folder's summary.json says so (artifacts/run_folder.py) with
 the config it is planned with; such jobs are reused. A failed job is reported by name with
@@ -24,6 +24,7 @@ from tleg_dist.utils.errors import UserError
 from tleg_dist.utils.jsonio import read_json
 
 ERROR_TAIL_LINES = 25
+JOB_INDEX = "jobs.json"  # in the plan's root folder
 
 
 @dataclass
@@ -116,7 +117,7 @@ class _Scheduler:
         self.failed: dict[str, str] = {}
         self.blocked: list[str] = []
         self.states: dict[str, str] = {}
-        self.index = read_json(root / "jobs.json") or {}
+        self.index = read_json(root / JOB_INDEX) or {}
 
     def follow_or_refuse(self, todo: list[Job]) -> None:
         """Follow the jobs an earlier launch submitted that still run (on the executor that has
@@ -226,7 +227,7 @@ class _Scheduler:
 
     def _write_index(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
-        (self.root / "jobs.json").write_text(json.dumps(self.index, indent=1, sort_keys=True))
+        (self.root / JOB_INDEX).write_text(json.dumps(self.index, indent=1, sort_keys=True))
 
     def interrupted(self) -> None:
         if self.ex.outlives_launcher:
