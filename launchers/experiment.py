@@ -62,7 +62,7 @@ def _main(argv) -> int:
     if args.dry_run:
         for j in plan:
             print(f"{j.name:50s} {j.labels['planned_images']:>9,} images -> {j.out}")
-        return 0
+        return cli.EXIT_OK
     earlier = experiment_summary.read_runs(args.reuse_runs) if args.reuse_runs else []
     outcome = (Outcome(collect(plan, earlier), planned=len(plan)) if args.report_only
                else launch.run(plan, x, args, earlier))

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from _launch import ROOT, clean_env
-from tleg_dist import config as config_lib
+from tleg_dist import cli, config as config_lib
 from tleg_dist.artifacts import learngene as learngene_file
 from tleg_dist.artifacts import run_folder
 from tleg_dist.config import ConfigError
@@ -245,11 +245,11 @@ def test_a_plan_where_every_job_failed_still_reports_them(tmp_path, capsys):
 
     (tmp_path / "results.md").write_text("# an older report\n")
     outcome = Outcome([], {"teacher": "ValueError: no data"}, ["learngene"], planned=2)
-    assert launch.write_results(outcome, tmp_path, "demo") == 1
+    assert launch.write_results(outcome, tmp_path, "demo") == cli.EXIT_JOBS_FAILED == 1
     md = (tmp_path / "results.md").read_text()
     assert "PARTIAL: 0 of 2" in md and "FAILED teacher: ValueError: no data" in md and "older" not in md
     assert "[plan] FAILED: ['teacher']; not run: ['learngene']" in capsys.readouterr().out
-    assert launch.write_results(Outcome([], planned=2), tmp_path / "detached", "demo") == 0  # --no-wait
+    assert launch.write_results(Outcome([], planned=2), tmp_path / "detached", "demo") == cli.EXIT_OK  # --no-wait
     assert not (tmp_path / "detached").exists()
 
 

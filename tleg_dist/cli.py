@@ -31,6 +31,8 @@ EXIT_USER = 1            # an input or output named in the message is unusable
 EXIT_USAGE = 2           # the command line, or the recipe it names, is wrong: nothing was started (as argparse)
 EXIT_PEER_LOST = 3       # resumable: slurm/learngene.sh requeues the job on it
 EXIT_INTERRUPTED = 130   # Ctrl-C, as a shell reports a SIGINT death (128 + 2)
+EXIT_JOBS_FAILED = 1     # a plan's launcher: a job failed or was not run (its report names them)
+EXIT_PREEMPTED = 1       # a plan's job task that stopped for preemption without a result (Slurm requeues the job)
 
 
 @contextlib.contextmanager

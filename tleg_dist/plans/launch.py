@@ -12,7 +12,7 @@ from typing import Annotated, TypeVar
 from pydantic import AfterValidator, Field
 from pydantic_core import PydanticCustomError
 
-from tleg_dist import config as config_lib
+from tleg_dist import cli, config as config_lib
 from tleg_dist.config import RunConfig, Section, apply_overrides, read_yaml, validate
 from tleg_dist.plans import report
 from tleg_dist.plans.executors import EXECUTORS, Executor, ResourcesConfig, Slurm
@@ -88,10 +88,10 @@ def run(plan: list[Job], recipe: PlanRecipe, args: argparse.Namespace, earlier: 
 
 
 def write_results(outcome: Outcome, out_dir: Path, title: str, **report_options) -> int:
-    """results.{md,json,csv,png}, the table printed; exit code 1 when a job failed or was not run.
+    """results.{md,json,csv,png}, the table printed; the launcher's exit code.
     report_options: report.write's names, notes and plots."""
     if not outcome.records and outcome.ok:
-        return 0  # nothing finished and nothing failed yet: a launch that did not wait (--no-wait)
+        return cli.EXIT_OK  # nothing finished and nothing failed yet: a launch that did not wait (--no-wait)
     # Also when every job failed: the report then lists them, and no older report stays behind.
     paths = report.write(out_dir, outcome.records, title, outcome.failed, outcome.blocked, outcome.planned,
                          **report_options)
@@ -102,4 +102,4 @@ def write_results(outcome: Outcome, out_dir: Path, title: str, **report_options)
     if not outcome.ok:
         print(f"[plan] FAILED: {sorted(outcome.failed)}; not run: {outcome.blocked} (run the same command again "
               f"to retry them; finished jobs are reused)", flush=True)
-    return 0 if outcome.ok else 1
+    return cli.EXIT_OK if outcome.ok else cli.EXIT_JOBS_FAILED
