@@ -6,15 +6,16 @@
     python launchers/experiment.py --config configs/experiments/fmnist_v2.yaml --dry-run   # runs and budgets
     python launchers/experiment.py --config configs/experiments/fmnist_v2.yaml --report-only
     python launchers/experiment.py --config X.yaml seeds=[0] depths=[2,4]              # recipe overrides
-    python launchers/experiment.py --config X.yaml --reuse-runs results/fmnist_v2/summary.json
+    python launchers/experiment.py --config X.yaml --reuse-runs results/OTHER/experiment.json
 
 Rerunning the same command continues: finished runs are reused, an interrupted one resumes
 from its checkpoint. results_dir gets the plans' report (results.{md,json,csv}, acc_vs_depth.png,
-acc_vs_cost.png) and summary.json (cells, verdicts, cost ratios, storage); --report-only
+acc_vs_cost.png) and experiment.json (cells, verdicts, cost ratios, storage); --report-only
 rewrites them from the runs finished so far (labelled PARTIAL until every planned run has
-finished). --reuse-runs takes the runs an earlier summary.json records for jobs whose run
+finished). --reuse-runs takes the runs an earlier experiment.json records for jobs whose run
 folders are gone (same config fingerprint only), so a new machine runs just the rest; a reused
-job whose files a job still to run needs runs again. In-process (the default), the stages run
+job whose files a job still to run needs runs again. It also takes the summary.json that
+experiments wrote before the file was renamed (results/fmnist_v2/summary.json). In-process (the default), the stages run
 one after another; set OMP_NUM_THREADS to the cores they may use.
 """
 
@@ -47,8 +48,9 @@ def _main(argv) -> int:
     p.add_argument("--smoke", action="store_true", help="the recipe's smoke budget (a few minutes)")
     p.add_argument("--dry-run", action="store_true", help="print every planned run and its budget; train nothing")
     p.add_argument("--report-only", action="store_true", help="write results from the runs finished so far")
-    p.add_argument("--reuse-runs", metavar="SUMMARY_JSON", type=Path,
-                   help="an earlier summary.json: its runs stand in for jobs whose run folders are gone")
+    p.add_argument("--reuse-runs", metavar="EXPERIMENT_JSON", type=Path,
+                   help="an earlier experiment.json (or an older summary.json): its runs stand in for jobs "
+                        "whose run folders are gone")
     launch.add_arguments(p, default="in-process")
     p.add_argument("overrides", nargs="*", help="key=value on the experiment recipe")
     args = p.parse_intermixed_args(argv)  # overrides may come before or after options

@@ -71,7 +71,7 @@ class Smoke(Section):
 
 class ExperimentRecipe(PlanRecipe):
     output_dir: Path = Field(Path("runs/experiments/default"), description="runs and checkpoints (not committed)")
-    results_dir: Path = Field(Path("results/default"), description="summary.json, results.md, plots")
+    results_dir: Path = Field(Path("results/default"), description="the experiment's numbers, report and plots")
     unit_images: int = Field(1000, gt=0, description="u: training images standing for one paper epoch")
     teacher: StageRef
     aux: StageRef

@@ -51,7 +51,7 @@ def collect(plan: list[Job], earlier: list[dict] = ()) -> list[dict]:
 
 
 def reusable(jobs: list[Job], earlier: list[dict]) -> dict[str, dict]:
-    """Records from an earlier report (a plan's summary.json "runs") standing in for jobs whose
+    """Records from an earlier report (the "runs" of an experiment's results) standing in for jobs whose
     run folders are gone: only those run with the config planned now, that is the same
     fingerprint with their inputs where that report had them. The numbers are kept, the
     artefacts are not, so execute() reruns one when a job still to run needs its files."""
