@@ -54,6 +54,12 @@ class ResourcesConfig(Section):
 
 SUBMITIT = "submitit"  # the plan folder's sub-folder for submitit's pickles and logs
 
+# What a status poll meets on a busy cluster, no bug of ours (checked against submitit 1.5.4):
+# sacct or squeue failing to run or answer in time (submitit 1.5.4 logs and bypasses a failed
+# call itself; a version that does not would raise these), and sacct output that does not parse
+# (a header without JobID: KeyError; bytes that are not text: UnicodeDecodeError, a ValueError).
+POLL_HICCUPS = (OSError, subprocess.SubprocessError, KeyError, ValueError)
+
 
 class Handle:
     """One submitted job, as the scheduler sees it."""
@@ -67,10 +73,13 @@ class Handle:
         return getattr(self.sub, "job_id", "in-process")
 
     def state(self) -> str:
-        """Submitit's state of the job (a job run in-process has none to follow)."""
+        """Submitit's state of the job; "UNKNOWN" for a job run in-process (none to follow) and
+        while a poll hiccups (POLL_HICCUPS), which must not kill the launcher. Anything else raises."""
+        if self.sub is None:
+            return "UNKNOWN"
         try:
             return str(self.sub.state).upper()
-        except Exception:  # noqa: BLE001 - a sacct hiccup must not kill the launcher
+        except POLL_HICCUPS:
             return "UNKNOWN"
 
     def ended(self) -> bool:
