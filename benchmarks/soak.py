@@ -39,7 +39,7 @@ from pathlib import Path
 import psutil
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests" / "faults"))
+sys.path[:0] = [str(REPO / "tests" / "faults"), str(REPO / "tests")]  # fault_helpers, and the _launch it uses
 from fault_helpers import RECIPE, assert_same_weights, rank_processes, resumed_from, start, write_recipe  # noqa: E402
 
 from tleg_dist.artifacts.checkpoints import complete_tags, read_meta  # noqa: E402
