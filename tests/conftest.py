@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+
 import pytest
 import torch
 
@@ -33,3 +35,13 @@ def randomize():
         return module
 
     return randomize_
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _free_ffcv_pipelines(request):
+    """In a module marked ffcv: free ffcv's compiled pipelines before the module ends, where its
+    filterwarnings mark hides numba's harmless finalizer KeyError (raised when they are freed),
+    instead of in whichever test runs later."""
+    yield
+    if request.node.get_closest_marker("ffcv"):
+        gc.collect()

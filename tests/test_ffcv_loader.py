@@ -1,6 +1,5 @@
 """FFCV loaders: DistributedSampler order per rank, disjoint covering shards, resume, keepable batches."""
 
-import gc
 import pytest
 import torch
 
@@ -18,14 +17,6 @@ from tleg_dist.data.write_ffcv import main as write_ffcv  # noqa: E402
 
 N_TRAIN, N_VAL, BS = 240, 50, 20
 ARCH = ViTArch()  # 28 px, 1 channel: the Fashion-MNIST model
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _free_pipelines():
-    """Free ffcv's compiled pipelines inside this module, where numba's harmless finalizer
-    KeyError (raised when they are freed) is filtered, instead of in whichever test runs later."""
-    yield
-    gc.collect()
 
 
 @pytest.fixture(scope="module")
