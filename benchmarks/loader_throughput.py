@@ -4,7 +4,8 @@
     python benchmarks/loader_throughput.py --cases small --workers 2 --batch-size 128
 
 Same batch size, same number of workers (DataLoader processes = FFCV's numba threads), same output
-size and crop policy (RandomResizedCrop + horizontal flip), normalised float NCHW output, timed
+size and crop policy (RandomResizedCrop + horizontal flip), normalised float NCHW output (each
+source's batches normalised as the trainer does it, on its device, here the CPU), timed
 after an untimed warm-up epoch (numba compilation, worker start). Rounds alternate between the two
 loaders so that load from other processes hits both alike; the median round counts.
 Cases:
@@ -31,6 +32,7 @@ from PIL import Image
 
 from tleg_dist.config import AugConfig, DataConfig
 from tleg_dist.data.ffcv_loader import build_ffcv_data
+from tleg_dist.data.device import Normalize
 from tleg_dist.data.imagefolder import scan
 from tleg_dist.data.transforms import imagenet_stats, train_transform
 from tleg_dist.data.ffcv_writer import SourceImages, WriteSettings, beton_name, write_split
@@ -85,11 +87,12 @@ class Files(torch.utils.data.Dataset):
 
 def dataloader_epochs(paths, labels, size: int, args):
     mean, std = imagenet_stats(3)
-    ds = Files(paths, labels, train_transform(AUG, size, mean, std))  # the project's timm transform
+    ds = Files(paths, labels, train_transform(AUG, size, mean, std))  # the project's timm transform: uint8
+    prepare = Normalize(mean, std)  # as the imagefolder source's DataBundle.prepare
     loader = torch.utils.data.DataLoader(ds, batch_size=args.batch_size, shuffle=True, drop_last=True,
                                          num_workers=args.workers, persistent_workers=args.workers > 0)
     while True:
-        yield iter(loader)
+        yield ((prepare(x), y) for x, y in loader)
 
 
 def ffcv_epochs(beton: Path, size: int, args):
@@ -100,7 +103,7 @@ def ffcv_epochs(beton: Path, size: int, args):
     bundle = build_ffcv_data(cfg, arch, rank=0, world_size=1, seed=0, device=torch.device("cpu"))
     e = 0
     while True:
-        yield bundle.train.epoch(e)
+        yield ((bundle.prepare(x), y) for x, y in bundle.train.epoch(e))
         e += 1
 
 
