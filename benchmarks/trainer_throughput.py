@@ -160,7 +160,7 @@ def worker(cases: list[str], out: Path) -> None:
 
     cuda = torch.cuda.is_available()
     for case in cases:
-        torch._dynamo.reset()
+        torch.compiler.reset()
         run_dir = out.parent / case.replace(":", "-")  # shared by the ranks: checkpoints are collective
         cfg = config_lib.from_dict(recipe(case, run_dir, cuda), source=case)
         with PeakMemory(cuda) as mem:
