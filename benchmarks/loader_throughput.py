@@ -2,6 +2,7 @@
 
     OMP_NUM_THREADS=1 python benchmarks/loader_throughput.py                 # both cases, 2 workers
     python benchmarks/loader_throughput.py --cases small --workers 2 --batch-size 128
+    python benchmarks/loader_throughput.py --quick      # seconds: proves the script works (tests run it)
 
 Same batch size, same number of workers (DataLoader processes = FFCV's numba threads), same output
 size and crop policy (RandomResizedCrop + horizontal flip), normalised float NCHW output (each
@@ -169,7 +170,11 @@ def main(argv=None) -> dict:
     p.add_argument("--large-max-side", type=int, default=None, help="resize in the .beton (default: keep)")
     p.add_argument("--batches-ahead", type=int, default=3)
     p.add_argument("--no-os-cache", action="store_true")
+    p.add_argument("--quick", action="store_true", help="the small case, 256 images, 1 worker, 1 round: proves "
+                   "the script works (a test runs it); not a measurement")
     args = p.parse_args(argv)
+    if args.quick:
+        args.cases, args.n_small, args.workers, args.rounds, args.batch_size = ["small"], 256, 1, 1, 64
     args.workdir.mkdir(parents=True, exist_ok=True)
     load_before = os.getloadavg()
     cases = {}
