@@ -8,6 +8,7 @@ the ViT's own work. Target: ratio <= 1.03.
     python benchmarks/aux_overhead.py --device cuda --dtype bf16
     python benchmarks/aux_overhead.py --case cpu-64:12:128 --steps 30
     python benchmarks/aux_overhead.py --compile              # both models through torch.compile
+    python benchmarks/aux_overhead.py --quick                # seconds: proves the script works (tests run it)
 
 One step = zero_grad, forward, cross-entropy, backward, torch AdamW step, on the same
 batch every time (with --compile, forward and backward of both models are torch.compile'd, and
@@ -140,7 +141,11 @@ def main(argv=None) -> dict:
     p.add_argument("--compile", nargs="?", const="default", default=None, metavar="MODE",
                    help="torch.compile both models (MODE: default, max-autotune, ...)")
     p.add_argument("--verbose", action="store_true")
+    p.add_argument("--quick", action="store_true", help="CPU, cpu-64 at depth 2, batch 4, 2 steps, 1 thread: "
+                   "proves the script works (a test runs it); not a measurement")
     args = p.parse_args(argv)
+    if args.quick:
+        args.device, args.case, args.steps, args.warmup, args.threads = "cpu", [parse_case("cpu-64:2:4")], 2, 1, 1
     if args.device == "cuda" and not torch.cuda.is_available():
         p.error("--device cuda: no CUDA device visible")
     args.dtype = args.dtype or ("bf16" if args.device == "cuda" else "fp32")

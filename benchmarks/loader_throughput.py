@@ -2,9 +2,11 @@
 
     OMP_NUM_THREADS=1 python benchmarks/loader_throughput.py                 # both cases, 2 workers
     python benchmarks/loader_throughput.py --cases small --workers 2 --batch-size 128
+    python benchmarks/loader_throughput.py --quick      # seconds: proves the script works (tests run it)
 
 Same batch size, same number of workers (DataLoader processes = FFCV's numba threads), same output
-size and crop policy (RandomResizedCrop + horizontal flip), normalised float NCHW output, timed
+size and crop policy (RandomResizedCrop + horizontal flip), normalised float NCHW output (each
+source's batches normalised as the trainer does it, on its device, here the CPU), timed
 after an untimed warm-up epoch (numba compilation, worker start). Rounds alternate between the two
 loaders so that load from other processes hits both alike; the median round counts.
 Cases:
@@ -31,6 +33,7 @@ from PIL import Image
 
 from tleg_dist.config import AugConfig, DataConfig
 from tleg_dist.data.ffcv_loader import build_ffcv_data
+from tleg_dist.data.device import Normalize
 from tleg_dist.data.imagefolder import scan
 from tleg_dist.data.normalize import imagenet_stats
 from tleg_dist.data.transforms import train_transform
@@ -86,11 +89,12 @@ class Files(torch.utils.data.Dataset):
 
 def dataloader_epochs(paths, labels, size: int, args):
     mean, std = imagenet_stats(3)
-    ds = Files(paths, labels, train_transform(AUG, size, mean, std))  # the project's timm transform
+    ds = Files(paths, labels, train_transform(AUG, size, mean, std))  # the project's timm transform: uint8
+    prepare = Normalize(mean, std)  # as the imagefolder source's DataBundle.prepare
     loader = torch.utils.data.DataLoader(ds, batch_size=args.batch_size, shuffle=True, drop_last=True,
                                          num_workers=args.workers, persistent_workers=args.workers > 0)
     while True:
-        yield iter(loader)
+        yield ((prepare(x), y) for x, y in loader)
 
 
 def ffcv_epochs(beton: Path, size: int, args):
@@ -101,7 +105,7 @@ def ffcv_epochs(beton: Path, size: int, args):
     bundle = build_ffcv_data(cfg, arch, rank=0, world_size=1, seed=0, device=torch.device("cpu"))
     e = 0
     while True:
-        yield bundle.train.epoch(e)
+        yield ((bundle.prepare(x), y) for x, y in bundle.train.epoch(e))
         e += 1
 
 
@@ -167,7 +171,11 @@ def main(argv=None) -> dict:
     p.add_argument("--large-max-side", type=int, default=None, help="resize in the .beton (default: keep)")
     p.add_argument("--batches-ahead", type=int, default=3)
     p.add_argument("--no-os-cache", action="store_true")
+    p.add_argument("--quick", action="store_true", help="the small case, 256 images, 1 worker, 1 round: proves "
+                   "the script works (a test runs it); not a measurement")
     args = p.parse_args(argv)
+    if args.quick:
+        args.cases, args.n_small, args.workers, args.rounds, args.batch_size = ["small"], 256, 1, 1, 64
     args.workdir.mkdir(parents=True, exist_ok=True)
     load_before = os.getloadavg()
     cases = {}

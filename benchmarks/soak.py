@@ -1,7 +1,7 @@
 """Kill/resume soak of a learngene-stage run: killed again and again, it must end bit-identical.
 
     python benchmarks/soak.py                  # the full soak: >= 30 min CPU time, 4 kills, 2 ranks
-    python benchmarks/soak.py --quick          # minutes: proves the script itself works
+    python benchmarks/soak.py --quick          # a minute or two: proves the script itself works (tests run it)
     python benchmarks/soak.py --ranks 1 --kills 5 --epochs 12 --out runs/soak --seed 3
 
 Not part of CI (it takes an hour of CPU time). It runs the recipe below twice, under the
@@ -39,7 +39,7 @@ from pathlib import Path
 import psutil
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests" / "faults"))
+sys.path[:0] = [str(REPO / "tests" / "faults"), str(REPO / "tests")]  # fault_helpers, and the _launch it uses
 from fault_helpers import RECIPE, assert_same_weights, rank_processes, resumed_from, start, write_recipe  # noqa: E402
 
 from tleg_dist.artifacts.checkpoints import complete_tags, read_meta  # noqa: E402
@@ -50,7 +50,7 @@ MODES = ("kill-rank", "kill-all", "kill-in-save", "preempt")
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", type=Path, default=REPO / "runs" / "soak", help="work folder (emptied first)")
-    p.add_argument("--ranks", type=int, default=2, choices=(1, 2))
+    p.add_argument("--ranks", type=int, default=None, choices=(1, 2), help="default: 2 (--quick: 1)")
     p.add_argument("--kills", type=int, default=4, help="kill/resume cycles (>= 3 for the issue)")
     p.add_argument("--epochs", type=int, default=36)
     p.add_argument("--images", type=int, default=16384, help="synthetic training images per epoch")
@@ -58,11 +58,17 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--every", type=int, default=20, help="checkpoint every N optimizer steps")
     p.add_argument("--seed", type=int, default=0, help="draws the kill points and their order")
     p.add_argument("--min-cpu-minutes", type=float, default=30.0)
-    p.add_argument("--quick", action="store_true", help="tiny run (about 5 min wall): 2 epochs of 1024 "
-                   "images at depth 2, 3 kills, no CPU-time target")
+    p.add_argument("--quick", action="store_true", help="tiny run (a minute or two): 1 rank, 2 epochs of 512 "
+                   "images at depth 2, 4 kills (one of each kind), no CPU-time target")
     args = p.parse_args(argv)
+    # A step of the tiny run takes milliseconds: the interrupted run sleeps before each one, so
+    # that it is still running when the kill comes (the random wait after the target step is
+    # shortened to match); sleeping changes no number the checks compare.
+    args.step_delay_s, args.kill_jitter_s = 0.0, 1.0
     if args.quick:
-        args.epochs, args.images, args.depth, args.every, args.kills, args.min_cpu_minutes = 2, 1024, 2, 4, 3, 0
+        args.epochs, args.images, args.depth, args.every, args.kills, args.min_cpu_minutes = 2, 512, 2, 4, 4, 0
+        args.step_delay_s, args.kill_jitter_s = 0.2, 0.1
+    args.ranks = args.ranks or (1 if args.quick else 2)
     return args
 
 
@@ -137,7 +143,7 @@ def step_since(out: Path, skip: int) -> int:
     return max((json.loads(x)["step"] for x in lines if x.endswith("}") and '"train"' in x), default=0)
 
 
-def interrupt(r, mode, target, out, skip, meter, rng) -> dict:
+def interrupt(r, mode, target, out, skip, meter, rng, args) -> dict:
     """Let `r` reach optimizer step `target`, then end it the `mode` way."""
     if watch(r, meter, lambda: step_since(out, skip) >= target) is not None:
         raise RuntimeError(f"run ended before step {target}:\n{r.log[-3000:]}")
@@ -145,7 +151,7 @@ def interrupt(r, mode, target, out, skip, meter, rng) -> dict:
         held = r.log.count("back for")
         watch(r, meter, lambda: r.log.count("back for") > held)  # a marker is being held back now
     else:
-        time.sleep(rng.uniform(0, 1.0))  # anywhere within a step, a save or an evaluation
+        time.sleep(rng.uniform(0, args.kill_jitter_s))  # anywhere within a step, a save or an evaluation
     meter.sample(r.proc.pid)
     at = step_since(out, skip)
     if mode == "kill-rank":
@@ -199,12 +205,14 @@ def main(argv=None) -> int:
     kills, resume, base = [], None, 0
     for i, (target, mode) in enumerate(zip(targets, modes)):
         faults = {"save_delay_s": 1.5} if mode == "kill-in-save" else {}
+        if args.step_delay_s:
+            faults["step_delay_s"] = args.step_delay_s
         skip = logged_lines(out)
         r = segment(recipe, out, args, resume, f"seg{i}", **faults)
         if resume:
             kills[-1]["resumed_from"] = resumed_from_log(r, meter)
             base = kills[-1]["resumed_from"][3] if kills[-1]["resumed_from"] else 0
-        kills.append(interrupt(r, mode, max(target, base + 1), out, skip, meter, rng))
+        kills.append(interrupt(r, mode, max(target, base + 1), out, skip, meter, rng, args))
         print(f"[soak] {kills[-1]}", file=sys.stderr)
         resume = "auto"
     r = segment(recipe, out, args, resume, "final")

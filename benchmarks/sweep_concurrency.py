@@ -3,6 +3,7 @@
     python benchmarks/sweep_concurrency.py                      # local executor, depths 2,3
     python benchmarks/sweep_concurrency.py --cluster            # Slurm array (local-cluster.sh start first)
     python benchmarks/sweep_concurrency.py --depths 2,3,4,5 --finetune train.epochs=4
+    python benchmarks/sweep_concurrency.py --quick --out /tmp/x   # a minute or two: proves the script works
 
 Each run starts from a fresh output folder, so nothing is skipped. The last line is JSON:
 {"ratio": wall(1 slot) / wall(K slots), ...}; the ideal is K when every job has its own
@@ -39,7 +40,7 @@ def make_learngene(out: Path) -> Path:
 
 def timed_sweep(args, lg: Path, slots: int, out: Path) -> tuple[float, list[dict]]:
     from tleg_dist.plans import launch, sweep
-    from tleg_dist.plans.executors import EXECUTORS
+    from tleg_dist.plans.executors import Local, Slurm
     from tleg_dist.plans.run import execute
 
     shutil.rmtree(out, ignore_errors=True)
@@ -47,7 +48,7 @@ def timed_sweep(args, lg: Path, slots: int, out: Path) -> tuple[float, list[dict
     if args.finetune:
         overrides.append("overrides=[" + ",".join(args.finetune) + "]")
     recipe = launch.load(sweep.SweepRecipe, args.config, overrides)
-    executor = EXECUTORS["slurm" if args.cluster else "local"](recipe.resources, out)
+    executor = (Slurm if args.cluster else Local)(recipe.resources, out)
     t0 = time.perf_counter()
     outcome = execute(sweep.build(recipe), executor, out, poll_s=0.2, progress_every_s=1e9,
                       echo=lambda s: print(s, file=sys.stderr, flush=True))
@@ -57,7 +58,7 @@ def timed_sweep(args, lg: Path, slots: int, out: Path) -> tuple[float, list[dict
     return wall, sorted(outcome.records, key=lambda r: r["depth"])
 
 
-def main() -> int:
+def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", default="configs/sweep/cpu_tiny.yaml", help="sweep recipe")
     p.add_argument("--depths", default="2,3", help="comma-separated; K = their number")
@@ -65,7 +66,11 @@ def main() -> int:
     p.add_argument("--finetune", nargs="*", default=["train.epochs=4"], help="fine-tuning overrides")
     p.add_argument("--cluster", action="store_true", help="Slurm array instead of local processes")
     p.add_argument("--out", type=Path, default=REPO / "runs" / "bench_sweep_concurrency")
-    args = p.parse_args()
+    p.add_argument("--quick", action="store_true", help="depths 2,3 fine-tuned for one epoch: proves the script "
+                   "works (a test runs it); not a measurement")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.depths, args.finetune = "2,3", ["train.epochs=1"]
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     os.chdir(REPO)
     k = len(args.depths.split(","))

@@ -10,6 +10,7 @@ of the images/s it logs itself, after the first log interval (warm-up and compil
     python benchmarks/trainer_throughput.py                 # CPU: 1 rank, then 2 ranks (deepspeed launcher)
     python benchmarks/trainer_throughput.py --ranks 1 --cases cpu:aux:2:eager
     python benchmarks/trainer_throughput.py --ranks 1                  # on a GPU: bf16, larger shapes (the default there)
+    python benchmarks/trainer_throughput.py --quick    # under a minute: proves the script works (tests run it)
 
 Cases are SHAPE:MODEL:ZERO:MODE (MODEL aux = Aux-Net, des = Des-Net, a timm ViT of the same depth;
 MODE eager or compiled). `aux_over_vit` is the trainer's step time of the Aux-Net over the
@@ -38,7 +39,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 # SHAPE -> (model.size, depth, per-rank batch, steps per log interval)
-SHAPES = {"cpu": ("cpu-64", 6, 128, 10), "small": ("small", 12, 2, 2), "small-gpu": ("small", 12, 256, 10)}
+SHAPES = {"cpu": ("cpu-64", 6, 128, 10), "small": ("small", 12, 2, 2), "small-gpu": ("small", 12, 256, 10),
+          "tiny": ("cpu-64", 2, 16, 2)}  # --quick's: no measurement, only every code path once
+QUICK_CASES = ["tiny:aux:2:eager", "tiny:des:2:eager"]
 CPU_CASES = [f"cpu:{m}:{z}:{c}" for m in ("aux", "des") for z in (2, 3) for c in ("eager", "compiled")]
 PAPER_CASES = ["small:aux:2:eager", "small:des:2:eager"]  # aux_over_vit at the paper's Small shape
 GPU_CASES = [f"small-gpu:{m}:{z}:{c}" for m in ("aux", "des") for z in (2, 3) for c in ("eager", "compiled")]
@@ -212,10 +215,14 @@ def main(argv=None) -> dict:
     p.add_argument("--ranks", type=int, nargs="+", default=None, help="rank counts to run (default: 1 2 on CPU, 1 on GPU)")
     p.add_argument("--cases", default=None, help="comma-separated SHAPE:MODEL:ZERO:MODE (default: see module doc)")
     p.add_argument("--no-paper-shape", action="store_true", help="skip the ViT-S/224 aux_over_vit pair at 2 ranks")
+    p.add_argument("--quick", action="store_true", help=f"1 rank, cases {','.join(QUICK_CASES)}: proves the "
+                   f"script works (a test runs it); not a measurement")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--local_rank", "--local-rank", type=int, help=argparse.SUPPRESS)  # from the deepspeed launcher
     p.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.quick:
+        args.ranks, args.cases, args.no_paper_shape = [1], ",".join(QUICK_CASES), True
     if args.worker:
         worker(args.cases.split(","), args.out)
         return {}

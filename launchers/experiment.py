@@ -6,15 +6,16 @@
     python launchers/experiment.py --config configs/experiments/fmnist_v2.yaml --dry-run   # runs and budgets
     python launchers/experiment.py --config configs/experiments/fmnist_v2.yaml --report-only
     python launchers/experiment.py --config X.yaml seeds=[0] depths=[2,4]              # recipe overrides
-    python launchers/experiment.py --config X.yaml --reuse-runs results/fmnist_v2/summary.json
+    python launchers/experiment.py --config X.yaml --reuse-runs results/OTHER/experiment.json
 
 Rerunning the same command continues: finished runs are reused, an interrupted one resumes
 from its checkpoint. results_dir gets the plans' report (results.{md,json,csv}, acc_vs_depth.png,
-acc_vs_cost.png) and summary.json (cells, verdicts, cost ratios, storage); --report-only
+acc_vs_cost.png) and experiment.json (cells, verdicts, cost ratios, storage); --report-only
 rewrites them from the runs finished so far (labelled PARTIAL until every planned run has
-finished). --reuse-runs takes the runs an earlier summary.json records for jobs whose run
+finished). --reuse-runs takes the runs an earlier experiment.json records for jobs whose run
 folders are gone (same config fingerprint only), so a new machine runs just the rest; a reused
-job whose files a job still to run needs runs again. In-process (the default), the stages run
+job whose files a job still to run needs runs again. It also takes the summary.json that
+experiments wrote before the file was renamed (results/fmnist_v2/summary.json). In-process (the default), the stages run
 one after another; set OMP_NUM_THREADS to the cores they may use.
 """
 
@@ -39,8 +40,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _main(argv) -> int:
     from tleg_dist import cli
-    from tleg_dist.experiments import summary
-    from tleg_dist.plans import experiment, launch
+    from tleg_dist.plans import experiment, experiment_summary, launch
     from tleg_dist.plans.run import Outcome, collect
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -48,8 +48,9 @@ def _main(argv) -> int:
     p.add_argument("--smoke", action="store_true", help="the recipe's smoke budget (a few minutes)")
     p.add_argument("--dry-run", action="store_true", help="print every planned run and its budget; train nothing")
     p.add_argument("--report-only", action="store_true", help="write results from the runs finished so far")
-    p.add_argument("--reuse-runs", metavar="SUMMARY_JSON", type=Path,
-                   help="an earlier summary.json: its runs stand in for jobs whose run folders are gone")
+    p.add_argument("--reuse-runs", metavar="EXPERIMENT_JSON", type=Path,
+                   help="an earlier experiment.json (or an older summary.json): its runs stand in for jobs "
+                        "whose run folders are gone")
     launch.add_arguments(p, default="in-process")
     p.add_argument("overrides", nargs="*", help="key=value on the experiment recipe")
     args = p.parse_intermixed_args(argv)  # overrides may come before or after options
@@ -63,16 +64,17 @@ def _main(argv) -> int:
     if args.dry_run:
         for j in plan:
             print(f"{j.name:50s} {j.labels['planned_images']:>9,} images -> {j.out}")
-        return 0
-    earlier = summary.read_runs(args.reuse_runs) if args.reuse_runs else []
+        return cli.EXIT_OK
+    earlier = experiment_summary.read_runs(args.reuse_runs) if args.reuse_runs else []
     outcome = (Outcome(collect(plan, earlier), planned=len(plan)) if args.report_only
                else launch.run(plan, x, args, earlier))
     records = experiment.records(plan, outcome.records)
-    result = summary.write(x, plan, records, smoke=args.smoke, command=command,
-                           invocation_s=None if args.report_only else time.time() - t0)
+    result = experiment_summary.write(x, plan, records, smoke=args.smoke, command=command,
+                                      invocation_s=None if args.report_only else time.time() - t0)
     title = f"Experiment {Path(args.config).name}" + (" (smoke budget, not results)" if args.smoke else "")
     code = launch.write_results(dataclasses.replace(outcome, records=records), Path(x.results_dir), title,
-                                names=summary.NAMES, plots=summary.PLOTS, notes=summary.notes(result))
+                                names=experiment_summary.NAMES, plots=experiment_summary.PLOTS,
+                                notes=experiment_summary.notes(result))
     print(f"[experiment] {len(records)}/{len(plan)} runs finished in {time.time() - t0:.0f} s; "
           f"results in {x.results_dir}/results.md", flush=True)
     return code

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import gc
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -33,3 +36,32 @@ def randomize():
         return module
 
     return randomize_
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _free_ffcv_pipelines(request):
+    """In a module marked ffcv: free ffcv's compiled pipelines before the module ends, where its
+    filterwarnings mark hides numba's harmless finalizer KeyError (raised when they are freed),
+    instead of in whichever test runs later."""
+    yield
+    if request.node.get_closest_marker("ffcv"):
+        gc.collect()
+
+
+@pytest.fixture(scope="session")
+def fmnist_beton(tmp_path_factory):
+    """fmnist_beton(split, n): a .beton (with its sidecar) of the first n Fashion-MNIST images of
+    `split`, written once per session and shared: copy it before changing it. Skips without ffcv."""
+    pytest.importorskip("ffcv")
+    from tleg_dist.data.write_ffcv import main as write_ffcv
+
+    written: dict[tuple[str, int], Path] = {}
+
+    def beton(split: str, n: int) -> Path:
+        if (split, n) not in written:
+            out = tmp_path_factory.mktemp(f"ffcv_{split}_{n}")
+            written[split, n], = write_ffcv(["--source", "fashion_mnist", "--out-dir", str(out), "--splits", split,
+                                             "--limit", str(n), "--workers", "1", "--verify", "2"])
+        return written[split, n]
+
+    return beton

@@ -16,13 +16,13 @@ import concurrent.futures
 import functools
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
+from _launch import free_port
 
 from tleg_dist.models.arch import ViTArch
 
@@ -120,17 +120,11 @@ def _worker(root: Path) -> None:
     dist.barrier()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 REPO = Path(__file__).resolve().parents[1]
 
 
 def _launch(cmd: list[str], world_size: int, log_name: Path) -> list[subprocess.Popen]:
-    port, procs = _free_port(), []
+    port, procs = free_port(), []
     for rank in range(world_size):
         env = {**os.environ, "RANK": str(rank), "WORLD_SIZE": str(world_size), "LOCAL_RANK": str(rank),
                "LOCAL_WORLD_SIZE": str(world_size), "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port),

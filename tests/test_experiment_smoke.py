@@ -16,8 +16,8 @@ from _launch import ROOT, clean_env
 from tleg_dist import config as config_lib
 from tleg_dist.artifacts import learngene as learngene_file
 from tleg_dist.config import ConfigError
-from tleg_dist.experiments import budget, summary
-from tleg_dist.plans import experiment
+from tleg_dist.plans import budget, experiment
+from tleg_dist.plans import experiment_summary as summary
 from tleg_dist.utils.errors import UserError
 
 RECIPE = ROOT / "configs" / "experiments" / "fmnist_v2.yaml"
@@ -136,13 +136,15 @@ def test_ablations_are_one_seed_and_do_not_repeat_the_main_lr(full_plan):
         ["tleg", "scratch_35u"] * len(x.depths))
 
 
-def test_reuse_runs_refuses_what_is_not_a_summary_with_runs(tmp_path):
+def test_reuse_runs_takes_an_experiments_results_by_format_not_by_name(tmp_path):
     bad = tmp_path / "results.json"
     bad.write_text(json.dumps({"format": "tleg-plan-results", "des": []}))
-    with pytest.raises(UserError, match=r"--reuse-runs .*results.json: not an experiment summary.json"):
+    with pytest.raises(UserError, match=r"--reuse-runs .*results.json: not an experiment's results \(experiment"):
         summary.read_runs(bad)
     with pytest.raises(UserError, match="not readable JSON"):
         summary.read_runs(tmp_path / "missing.json")
+    # the committed results predate the name experiment.json
+    assert len(summary.read_runs(ROOT / "results" / "fmnist_v2" / "summary.json")) == 326
 
 
 def test_every_stage_recipe_in_configs_experiments_loads():
@@ -193,7 +195,7 @@ def test_smoke_experiment_end_to_end(tmp_path):
     over = [f"output_dir={out}", f"results_dir={res}"]
     p = launch("--smoke", *over)
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
-    s = json.loads((res / "summary.json").read_text())
+    s = json.loads((res / summary.RESULTS).read_text())
     planned = s["runs_planned"]
     assert s["complete"] and s["runs_finished"] == planned and s["smoke"]
     cells = {(c["setting"], c["depth"], c["init"]): c for c in s["records"]}
@@ -241,15 +243,15 @@ def test_smoke_experiment_end_to_end(tmp_path):
     (out / "transfer_digits" / "seed0" / "d2_tleg" / "summary.json").unlink()
     partial = launch("--smoke", "--report-only", *over)
     assert partial.returncode == 0, partial.stderr[-2000:]
-    s2 = json.loads((res / "summary.json").read_text())
+    s2 = json.loads((res / summary.RESULTS).read_text())
     assert not s2["complete"] and s2["runs_finished"] == planned - 1
     assert f"PARTIAL: {planned - 1} of {planned} runs" in (res / "results.md").read_text()
     assert math.isfinite(s2["accounting"][0]["ratio"])
 
-    # A new machine: the run folders are gone, the earlier summary.json is not. --reuse-runs takes
+    # A new machine: the run folders are gone, the earlier experiment.json is not. --reuse-runs takes
     # its records and runs what they lack (transfer_digits/seed0 d2 tleg, which needs the files of
     # same_task/seed0's Aux-Net, which needs the teacher's) and any run of another config.
-    doc = json.loads((res / "summary.json").read_text())
+    doc = json.loads((res / summary.RESULTS).read_text())
     changed = "same_task/seed1: depth 2 scratch_35u"
     next(r for r in doc["runs"] if r["name"] == changed)["fingerprint"] = "another config"
     (tmp_path / "earlier.json").write_text(json.dumps(doc))
@@ -263,15 +265,15 @@ def test_smoke_experiment_end_to_end(tmp_path):
     ran = {line[len("[plan] "):].split(": training -> ")[0] for line in reuse.stdout.splitlines()
            if ": training -> " in line}
     assert ran == {"same_task: teacher", "same_task/seed0: aux", "transfer_digits/seed0: depth 2 tleg", changed}
-    s3 = json.loads((res / "summary.json").read_text())
+    s3 = json.loads((res / summary.RESULTS).read_text())
     assert s3["complete"] and sum(bool(r.get("reused")) for r in s3["runs"]) == planned - 4
 
     # Records alone rebuild the whole report (no run folders at all): the same cells and, from the
     # planned arch instead of the learngene file, the same storage figures.
     elsewhere = [f"output_dir={tmp_path / 'none'}", f"results_dir={tmp_path / 'rebuilt'}"]
-    rebuilt = launch("--smoke", "--report-only", "--reuse-runs", str(res / "summary.json"), *elsewhere)
+    rebuilt = launch("--smoke", "--report-only", "--reuse-runs", str(res / summary.RESULTS), *elsewhere)
     assert rebuilt.returncode == 0, rebuilt.stdout[-3000:] + rebuilt.stderr[-3000:]
-    s4 = json.loads((tmp_path / "rebuilt" / "summary.json").read_text())
+    s4 = json.loads((tmp_path / "rebuilt" / summary.RESULTS).read_text())
     assert s4["complete"] and s4["records"] == s3["records"] and s4["comparisons"] == s3["comparisons"]
     assert s4["storage"]["storage"] == s3["storage"]["storage"] and "source" in s4["storage"]
 

@@ -55,11 +55,8 @@ def test_config_needs_both_files(missing):
 
 
 @pytest.fixture(scope="module")
-def beton(tmp_path_factory):
-    from tleg_dist.data.write_ffcv import main
-    out = tmp_path_factory.mktemp("betons")
-    return main(["--source", "fashion_mnist", "--out-dir", str(out), "--splits", "val", "--limit", "64",
-                 "--workers", "1", "--verify", "1"])[0]
+def beton(fmnist_beton):
+    return fmnist_beton("val", 64)
 
 
 @needs_ffcv

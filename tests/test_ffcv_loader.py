@@ -1,6 +1,5 @@
 """FFCV loaders: DistributedSampler order per rank, disjoint covering shards, resume, keepable batches."""
 
-import gc
 import pytest
 import torch
 
@@ -15,28 +14,14 @@ pytest.importorskip("ffcv")
 pytestmark = [pytest.mark.ffcv, pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")]
 
 from tleg_dist.data.ffcv_loader import build_ffcv_data  # noqa: E402
-from tleg_dist.data.write_ffcv import main as write_ffcv  # noqa: E402
 
 N_TRAIN, N_VAL, BS = 240, 50, 20
 ARCH = ViTArch()  # 28 px, 1 channel: the Fashion-MNIST model
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _free_pipelines():
-    """Free ffcv's compiled pipelines inside this module, where numba's harmless finalizer
-    KeyError (raised when they are freed) is filtered, instead of in whichever test runs later."""
-    yield
-    gc.collect()
-
-
 @pytest.fixture(scope="module")
-def betons(tmp_path_factory):
-    out = tmp_path_factory.mktemp("ffcv")
-    train, = write_ffcv(["--source", "fashion_mnist", "--out-dir", str(out), "--splits", "train",
-                         "--limit", str(N_TRAIN), "--workers", "1", "--verify", "2"])
-    val, = write_ffcv(["--source", "fashion_mnist", "--out-dir", str(out), "--splits", "val",
-                       "--limit", str(N_VAL), "--workers", "1", "--verify", "2"])
-    return train, val
+def betons(fmnist_beton):
+    return fmnist_beton("train", N_TRAIN), fmnist_beton("val", N_VAL)
 
 
 def cfg(betons, **kw):

@@ -11,11 +11,8 @@ pytest.importorskip("ffcv")
 pytestmark = [pytest.mark.ffcv, pytest.mark.slow]
 
 
-def test_learngene_on_ffcv_resumes_exactly(tmp_path):
-    from tleg_dist.data.write_ffcv import main as write_ffcv
-    train, val = (write_ffcv(["--source", "fashion_mnist", "--out-dir", str(tmp_path / "ffcv"), "--splits", split,
-                              "--limit", str(n), "--workers", "1", "--verify", "1"])[0]
-                  for split, n in (("train", 256), ("val", 64)))
+def test_learngene_on_ffcv_resumes_exactly(tmp_path, fmnist_beton):
+    train, val = fmnist_beton("train", 256), fmnist_beton("val", 64)
     common = ["data.format=ffcv", f"data.train_path={train}", f"data.val_path={val}", "data.train_limit=192",
               "data.batch_size=32", "data.num_workers=1", "model.depth=2", "model.embed_dim=32",
               "model.num_heads=2", "distill.type=none", "train.epochs=2", "train.progress=false",

@@ -1,6 +1,5 @@
 """FFCV writer: round trips through ffcv's own loader (raw exact, JPEG close), bad images, naming."""
 
-import gc
 import json
 
 import numpy as np
@@ -12,14 +11,6 @@ from tleg_dist.data.write_ffcv import WriteSettings, beton_name, main
 ffcv = pytest.importorskip("ffcv")
 # numba's dispatcher finalizer raises a harmless KeyError when ffcv's compiled pipelines are freed.
 pytestmark = [pytest.mark.ffcv, pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")]
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _free_pipelines():
-    """Free ffcv's compiled pipelines inside this module, where numba's harmless finalizer
-    KeyError (raised when they are freed) is filtered, instead of in whichever test runs later."""
-    yield
-    gc.collect()
 
 from tleg_dist.data import BadImageError, fashion_mnist as fm  # noqa: E402
 from tleg_dist.data.ffcv_beton import beton_labels, check_beton, sidecar_path  # noqa: E402

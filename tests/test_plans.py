@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from _launch import ROOT, clean_env
-from tleg_dist import config as config_lib
+from tleg_dist import cli, config as config_lib
 from tleg_dist.artifacts import learngene as learngene_file
 from tleg_dist.artifacts import run_folder
 from tleg_dist.config import ConfigError
@@ -22,9 +22,10 @@ from tleg_dist.models.arch import ViTArch
 from tleg_dist.models.aux_net import AuxNet
 from tleg_dist.models.keys import aux_to_file
 from tleg_dist.plans import demo, launch, report, sweep
+from tleg_dist.plans import executors
 from tleg_dist.plans.executors import Local
 from tleg_dist.plans.job import Input, Job, JobCall, derive, resolve, up_to_date
-from tleg_dist.plans.run import execute
+from tleg_dist.plans.run import JOB_INDEX, execute
 from tleg_dist.utils.errors import UserError
 
 RECIPE = ROOT / "configs" / "cpu" / "tiny_finetune.yaml"
@@ -205,22 +206,23 @@ def test_local_jobs_cannot_detach(learngene, tmp_path):
 
 
 def test_a_live_slurm_job_of_another_config_is_refused_not_submitted_again(learngene, tmp_path, monkeypatch):
-    from tleg_dist.plans import run as plan_run
-
     jobs = sweep.build(_sweep(learngene, tmp_path, depths=[2]))
     root = tmp_path / "sweep"
     root.mkdir()
-    (root / "jobs.json").write_text(json.dumps({"depth 2": {"cluster": "slurm", "job_id": "77", "fingerprint": "x"}}))
-    monkeypatch.setattr(plan_run, "slurm_alive", lambda job_id: job_id == "77")
+    (root / JOB_INDEX).write_text(json.dumps({"depth 2": {"cluster": "slurm", "job_id": "77", "fingerprint": "x"}}))
+    monkeypatch.setattr(executors.Slurm, "alive", staticmethod(lambda job_id: job_id == "77"))
 
-    class Slurm:  # stands in for the Slurm executor: only its name and capacity are read before submitting
-        name, capacity, queues_ahead = "slurm", 10, True
+    class Slurm(executors.Slurm):  # Slurm's abilities, without a Slurm to submit to
+        def __init__(self):
+            pass
 
         def submit(self, *args):
             raise AssertionError("a second job was submitted into the folder a live job writes")
 
     with pytest.raises(UserError, match="job 77 with another config"):
         execute(jobs, Slurm(), root, echo=lambda s: None)
+    with pytest.raises(UserError, match="depth 2 is running on slurm as job 77 .*follow it with --cluster"):
+        execute(jobs, Local(executors.ResourcesConfig(), root), root, echo=lambda s: None)
 
 
 def test_results_table_csv_json_and_plot(tmp_path):
@@ -243,11 +245,11 @@ def test_a_plan_where_every_job_failed_still_reports_them(tmp_path, capsys):
 
     (tmp_path / "results.md").write_text("# an older report\n")
     outcome = Outcome([], {"teacher": "ValueError: no data"}, ["learngene"], planned=2)
-    assert launch.write_results(outcome, tmp_path, "demo") == 1
+    assert launch.write_results(outcome, tmp_path, "demo") == cli.EXIT_JOBS_FAILED == 1
     md = (tmp_path / "results.md").read_text()
     assert "PARTIAL: 0 of 2" in md and "FAILED teacher: ValueError: no data" in md and "older" not in md
     assert "[plan] FAILED: ['teacher']; not run: ['learngene']" in capsys.readouterr().out
-    assert launch.write_results(Outcome([], planned=2), tmp_path / "detached", "demo") == 0  # --no-wait
+    assert launch.write_results(Outcome([], planned=2), tmp_path / "detached", "demo") == cli.EXIT_OK  # --no-wait
     assert not (tmp_path / "detached").exists()
 
 
@@ -334,9 +336,7 @@ def _fake_slurm(tmp_path, chain, sacct_sees_cancel):
         def cancel(self, check=False):
             self.cancelled = True
 
-    class Slurm:
-        name, capacity, queues_ahead = "slurm", 10, True
-
+    class Slurm(executors.Slurm):  # Slurm's abilities, with stand-in jobs
         def __init__(self):
             self.subs = {}  # job name -> its stand-in Slurm job, to see which were cancelled
 

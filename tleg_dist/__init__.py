@@ -2,6 +2,10 @@
 
     lg = tleg_dist.load_learngene("local-dir:FOLDER")   # a learngene folder, or its .safetensors file
     model = timm.create_model("local-dir:RUN/model", pretrained=True)   # a trained Des-Net
+
+The folders import downwards only, from utils (bottom) through models, artifacts, config, data,
+training and convert to plans (top), with no cycle; tests/test_imports.py holds the full order
+and fails on an import against it.
 """
 
 __version__ = "0.1.0"

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import socket
 import sys
 from typing import Callable, Iterator
@@ -30,6 +31,8 @@ EXIT_USER = 1            # an input or output named in the message is unusable
 EXIT_USAGE = 2           # the command line, or the recipe it names, is wrong: nothing was started (as argparse)
 EXIT_PEER_LOST = 3       # resumable: slurm/learngene.sh requeues the job on it
 EXIT_INTERRUPTED = 130   # Ctrl-C, as a shell reports a SIGINT death (128 + 2)
+EXIT_JOBS_FAILED = 1     # a plan's launcher: a job failed or was not run (its report names them)
+EXIT_PREEMPTED = 1       # a plan's job task that stopped for preemption without a result (Slurm requeues the job)
 
 
 @contextlib.contextmanager
@@ -49,10 +52,40 @@ def _failure(e: BaseException) -> tuple[int, str, str] | None:
         return EXIT_INTERRUPTED, "KeyboardInterrupt", "interrupted"
     if isinstance(e, UserError):
         return getattr(e, "exit_code", EXIT_USER), type(e).__name__, str(e)
-    from tleg_dist.training.distributed import peer_failure  # imports torch: only once something failed
-
     line = peer_failure(e)
     return None if line is None else (EXIT_PEER_LOST, "PeerLost", line)
+
+
+# What gloo, NCCL and the TCP store say when a peer rank, its host or the network went away.
+_PEER_LOST = ("connection closed by peer", "connection reset by peer", "timed out", "no route to host",
+              "connection refused", "broken pipe", "socket timeout", "nccl communicator was aborted")
+_PEER_ADDR = re.compile(r"\[([0-9a-fA-F.:]+)\]:\d+")
+_SOURCE_PREFIX = re.compile(r"^\[[^\]]*\.(?:cc|cpp|h):\d+\]\s*")
+
+
+def _host_of(addr: str) -> str:
+    try:
+        return f"{socket.gethostbyaddr(addr)[0]} ({addr})"
+    except OSError:
+        return addr
+
+
+def peer_failure(err: BaseException) -> str | None:
+    """One line for a collective (or the rendezvous) that failed because a peer rank, its host
+    or the network did; None for any other error, which keeps its traceback."""
+    import torch.distributed as dist  # imported here: only once something failed
+
+    text = str(err).strip()
+    first = _SOURCE_PREFIX.sub("", text.splitlines()[0] if text else "")
+    lowered = text.lower()
+    if not (isinstance(err, dist.DistError) or
+            (isinstance(err, RuntimeError) and any(s in lowered for s in _PEER_LOST))):
+        return None
+    first = first.split(". This is typically caused")[0]  # gloo's advice, said better below
+    peer = _PEER_ADDR.search(first)
+    who = f"peer {_host_of(peer.group(1))}" if peer else "a peer rank"
+    return (f"a collective failed: {first} ({who} or the network to it stopped answering; "
+            f"the newest complete checkpoint is kept, resume with --resume auto)")
 
 
 def run(fn: Callable[..., object], *args, prefix: str = "") -> int:

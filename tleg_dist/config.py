@@ -236,7 +236,7 @@ class OptimConfig(Section):
     grad_accum: int = Field(1, ge=1)
     clip_grad: Optional[float] = Field(None, gt=0)
     # With train.max_steps this trains for a fractional number of epochs with a full schedule
-    # (tleg_dist/experiments matches budgets in images, not whole epochs).
+    # (tleg_dist/plans/budget.py matches budgets in images, not whole epochs).
     schedule_steps: Optional[int] = Field(None, gt=0, description="length of the warmup+cosine schedule in "
                                           "optimizer steps; default train.epochs x steps per epoch")
 

@@ -10,7 +10,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,6 +18,7 @@ from pathlib import Path
 import psutil
 import torch
 import yaml
+from _launch import free_port
 from safetensors.torch import load_file
 
 REPO = Path(__file__).resolve().parents[2]
@@ -48,12 +48,6 @@ def write_recipe(path: Path, **sections) -> Path:
         raw[name] = {**raw[name], **values} if isinstance(values, dict) else values
     path.write_text(yaml.safe_dump(raw))
     return path
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def base_env(**faults) -> dict:

@@ -169,13 +169,8 @@ def test_teacher_checkpoint_with_pickled_code_is_refused_and_never_runs(evil_pt)
 # --- data --------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def betons(tmp_path_factory):
-    pytest.importorskip("ffcv")
-    from tleg_dist.data.write_ffcv import main as write_ffcv
-
-    out = tmp_path_factory.mktemp("ffcv")
-    return [write_ffcv(["--source", "fashion_mnist", "--out-dir", str(out), "--splits", split, "--limit", "64",
-                        "--workers", "1"])[0] for split in ("train", "val")]
+def betons(fmnist_beton):
+    return [fmnist_beton(split, 64) for split in ("train", "val")]
 
 
 @pytest.mark.ffcv

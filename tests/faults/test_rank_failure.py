@@ -15,8 +15,9 @@ import time
 
 import psutil
 import pytest
+from _launch import free_port
 from fault_helpers import (DRIVER, STEPS_PER_EPOCH, Run, assert_same_weights, base_env, complete_steps,
-                           free_port, rank_processes, resumed_from, run, start, train_step, wait_until)
+                           rank_processes, resumed_from, run, start, train_step, wait_until)
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
 

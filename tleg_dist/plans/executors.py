@@ -1,8 +1,12 @@
 """Where a plan's jobs run: in this process, as local submitit processes, or as Slurm arrays.
 
-Every executor gives the scheduler (plans/run.py) the same two calls: `submit(jobs, after)`
-returns one Handle per job, and each Handle says whether it ended and how. Slurm alone can
-take jobs before their inputs exist: it queues them behind `afterok` on the tasks they need.
+Every executor gives the scheduler (plans/run.py) the same calls: `submit(jobs, dirs, after)`
+returns one Handle per job, and each Handle says whether it ended and how. What an executor
+can do beyond that, the scheduler reads from its class attributes (see Executor), never from
+its name: Slurm alone takes jobs before their inputs exist (it queues them behind `afterok` on
+the tasks they need), and its jobs alone outlive the launcher.
+
+    ROOT/submitit/<job id>/   submitit's pickles and the jobs' logs (local and Slurm)
 
 The cluster is always named: submitit's AutoExecutor silently picks Slurm whenever `srun` is
 on PATH, so local runs on a login node would otherwise land on the cluster.
@@ -48,6 +52,15 @@ class ResourcesConfig(Section):
         return self
 
 
+SUBMITIT = "submitit"  # the plan folder's sub-folder for submitit's pickles and logs
+
+# What a status poll meets on a busy cluster, no bug of ours (checked against submitit 1.5.4):
+# sacct or squeue failing to run or answer in time (submitit 1.5.4 logs and bypasses a failed
+# call itself; a version that does not would raise these), and sacct output that does not parse
+# (a header without JobID: KeyError; bytes that are not text: UnicodeDecodeError, a ValueError).
+POLL_HICCUPS = (OSError, subprocess.SubprocessError, KeyError, ValueError)
+
+
 class Handle:
     """One submitted job, as the scheduler sees it."""
 
@@ -60,10 +73,13 @@ class Handle:
         return getattr(self.sub, "job_id", "in-process")
 
     def state(self) -> str:
-        """Submitit's state of the job (a job run in-process has none to follow)."""
+        """Submitit's state of the job; "UNKNOWN" for a job run in-process (none to follow) and
+        while a poll hiccups (POLL_HICCUPS), which must not kill the launcher. Anything else raises."""
+        if self.sub is None:
+            return "UNKNOWN"
         try:
             return str(self.sub.state).upper()
-        except Exception:  # noqa: BLE001 - a sacct hiccup must not kill the launcher
+        except POLL_HICCUPS:
             return "UNKNOWN"
 
     def ended(self) -> bool:
@@ -92,13 +108,38 @@ class Handle:
             self.sub.cancel(check=False)
 
 
-class InProcess:
-    """One job after another in this process: the demo's default, and the tests'."""
+class Executor:
+    """What the scheduler may ask of every executor; the class attributes say what it can do."""
 
-    name, capacity, queues_ahead = "in-process", 1, False
+    name: str                  # shown in messages and recorded in the plan's job index beside each job id
+    capacity: int = 1          # jobs running at once
+    queues_ahead = False       # takes a job before its inputs exist (queued behind the jobs it needs)
+    runs_in_submit = False     # submit() returns once its jobs have run here: no job ids, no logs to point to
+    outlives_launcher = False  # its jobs run on when the launcher stops: --no-wait is allowed, an interrupt
+                               # leaves them running, and a later launch follows them (attach)
+    started = "started job"    # how a submitted job is announced, before its id
+    log_folder: Optional[Path] = None  # where its jobs' logs go
 
     def __init__(self, resources: ResourcesConfig, log_root: Path):
         pass
+
+    def submit(self, jobs: list[Job], dirs: dict[str, Path], after: list[str]) -> list[Handle]:
+        raise NotImplementedError
+
+    @staticmethod
+    def alive(job_id: str) -> bool:
+        """Whether a job an earlier launch submitted through this kind of executor still runs."""
+        return False
+
+    def attach(self, job: Job, job_id: str) -> Handle:
+        """A job an earlier launch submitted (only where outlives_launcher)."""
+        raise NotImplementedError
+
+
+class InProcess(Executor):
+    """One job after another in this process: the demo's default, and the tests'."""
+
+    name, runs_in_submit = "in-process", True
 
     def submit(self, jobs: list[Job], dirs: dict[str, Path], after: list[str]) -> list[Handle]:
         out = []
@@ -115,9 +156,10 @@ class InProcess:
         return out
 
 
-class _Submitit:
+class _Submitit(Executor):
     def __init__(self, resources: ResourcesConfig, log_root: Path):
-        self.r, self.folder = resources, Path(log_root) / "submitit" / "%j"
+        self.r, self.log_folder = resources, Path(log_root) / SUBMITIT
+        self.folder = self.log_folder / "%j"
 
     def _calls(self, jobs: list[Job], dirs: dict[str, Path]) -> list[JobCall]:
         return [JobCall(job, dirs, threads=self.r.cpus_per_task, workdir=str(Path.cwd())) for job in jobs]
@@ -126,7 +168,7 @@ class _Submitit:
 class Local(_Submitit):
     """Local processes, `parallelism` at a time; with GPUs, each slot gets its own devices."""
 
-    name, queues_ahead = "local", False
+    name, started = "local", "started local job"
 
     def __init__(self, resources: ResourcesConfig, log_root: Path):
         super().__init__(resources, log_root)
@@ -156,7 +198,8 @@ class Local(_Submitit):
 class Slurm(_Submitit):
     """One Slurm array per submit call, queued behind `afterok` on the tasks it needs."""
 
-    name, capacity, queues_ahead = "slurm", 10**9, True
+    name, capacity, started = "slurm", 10**9, "submitted job"
+    queues_ahead = outlives_launcher = True
 
     def __init__(self, resources: ResourcesConfig, log_root: Path):
         super().__init__(resources, log_root)
@@ -184,18 +227,18 @@ class Slurm(_Submitit):
         return [Handle(call_job, sub) for call_job, sub in zip(jobs, subs)]
 
     def attach(self, job: Job, job_id: str) -> Handle:
-        """A job an earlier launch submitted (slurm_alive says whether Slurm still has it)."""
         import submitit
 
         return Handle(job, submitit.SlurmJob(folder=self.folder, job_id=job_id,
                                              tasks=list(range(self.r.tasks_per_job))))
 
+    @staticmethod
+    def alive(job_id: str) -> bool:
+        """Slurm still has the job (queued or running)."""
+        if shutil.which("squeue") is None:
+            return False
+        r = subprocess.run(["squeue", "-h", "-j", job_id, "-o", "%T"], capture_output=True, text=True)
+        return r.returncode == 0 and bool(r.stdout.strip())
 
-def slurm_alive(job_id: str) -> bool:
-    if shutil.which("squeue") is None:
-        return False
-    r = subprocess.run(["squeue", "-h", "-j", job_id, "-o", "%T"], capture_output=True, text=True)
-    return r.returncode == 0 and bool(r.stdout.strip())
 
-
-EXECUTORS = {"in-process": InProcess, "local": Local, "slurm": Slurm}
+EXECUTORS: dict[str, type[Executor]] = {e.name: e for e in (InProcess, Local, Slurm)}

@@ -25,8 +25,7 @@ from typing import Literal, Optional
 from pydantic import Field, model_validator
 
 from tleg_dist.config import ConfigError, Section, read_yaml
-from tleg_dist.experiments import budget
-from tleg_dist.plans import launch
+from tleg_dist.plans import budget, launch
 from tleg_dist.plans.job import Input, Job, derive
 from tleg_dist.plans.launch import Depths, PlanRecipe, StageRef
 
@@ -72,7 +71,7 @@ class Smoke(Section):
 
 class ExperimentRecipe(PlanRecipe):
     output_dir: Path = Field(Path("runs/experiments/default"), description="runs and checkpoints (not committed)")
-    results_dir: Path = Field(Path("results/default"), description="summary.json, results.md, plots")
+    results_dir: Path = Field(Path("results/default"), description="the experiment's numbers, report and plots")
     unit_images: int = Field(1000, gt=0, description="u: training images standing for one paper epoch")
     teacher: StageRef
     aux: StageRef

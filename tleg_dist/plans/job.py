@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-from tleg_dist import config as config_lib
+from tleg_dist import cli, config as config_lib
 from tleg_dist.artifacts import run_folder
 from tleg_dist.config import RunConfig
 
@@ -158,7 +158,7 @@ class JobCall:
             print(f"[plan] {self.job.name}: stopped at step {summary.get('global_step')} (checkpoint saved); "
                   f"it continues when requeued", file=sys.stderr, flush=True)
             preempt.hand_back()  # submitit: checkpoint() + requeue + exit, on rank 0
-            sys.exit(1)          # other ranks, or a SIGTERM: Slurm requeued us already
+            sys.exit(cli.EXIT_PREEMPTED)  # other ranks, or a SIGTERM: Slurm requeued us already
         return record(self.job, summary)
 
     def checkpoint(self):

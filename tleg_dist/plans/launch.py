@@ -12,10 +12,10 @@ from typing import Annotated, TypeVar
 from pydantic import AfterValidator, Field
 from pydantic_core import PydanticCustomError
 
-from tleg_dist import config as config_lib
+from tleg_dist import cli, config as config_lib
 from tleg_dist.config import RunConfig, Section, apply_overrides, read_yaml, validate
 from tleg_dist.plans import report
-from tleg_dist.plans.executors import EXECUTORS, ResourcesConfig
+from tleg_dist.plans.executors import EXECUTORS, Executor, ResourcesConfig, Slurm
 from tleg_dist.plans.job import Job
 from tleg_dist.plans.run import Outcome, execute
 
@@ -68,26 +68,30 @@ def add_arguments(p: argparse.ArgumentParser, default: str) -> None:
     p.add_argument("--progress-every", type=float, default=30.0, help="seconds between progress lines")
 
 
+def executor_class(args: argparse.Namespace) -> type[Executor]:
+    return Slurm if args.cluster else EXECUTORS[args.executor]
+
+
 def ranks_per_job(recipe: PlanRecipe, args: argparse.Namespace) -> int:
-    """The ranks each job trains on: its tasks where an executor starts them (local processes,
-    Slurm tasks), else the ranks of this process's world (in-process)."""
-    if args.cluster or args.executor != "in-process":
-        return recipe.resources.tasks_per_job
-    return int(os.environ.get("WORLD_SIZE", "1"))
+    """The ranks each job trains on: the ranks of this process's world where jobs run in it,
+    else the tasks its executor starts per job (local processes, Slurm tasks)."""
+    if executor_class(args).runs_in_submit:
+        return int(os.environ.get("WORLD_SIZE", "1"))
+    return recipe.resources.tasks_per_job
 
 
 def run(plan: list[Job], recipe: PlanRecipe, args: argparse.Namespace, earlier: list[dict] = ()) -> Outcome:
     root = Path(recipe.output_dir).resolve()
-    executor = EXECUTORS["slurm" if args.cluster else args.executor](recipe.resources, root)
+    executor = executor_class(args)(recipe.resources, root)
     return execute(plan, executor, root, echo=lambda s: print(s, flush=True), wait=args.wait, poll_s=args.poll,
                    progress_every_s=args.progress_every, earlier=earlier)
 
 
 def write_results(outcome: Outcome, out_dir: Path, title: str, **report_options) -> int:
-    """results.{md,json,csv,png}, the table printed; exit code 1 when a job failed or was not run.
+    """results.{md,json,csv,png}, the table printed; the launcher's exit code.
     report_options: report.write's names, notes and plots."""
     if not outcome.records and outcome.ok:
-        return 0  # nothing finished and nothing failed yet: a launch that did not wait (--no-wait)
+        return cli.EXIT_OK  # nothing finished and nothing failed yet: a launch that did not wait (--no-wait)
     # Also when every job failed: the report then lists them, and no older report stays behind.
     paths = report.write(out_dir, outcome.records, title, outcome.failed, outcome.blocked, outcome.planned,
                          **report_options)
@@ -98,4 +102,4 @@ def write_results(outcome: Outcome, out_dir: Path, title: str, **report_options)
     if not outcome.ok:
         print(f"[plan] FAILED: {sorted(outcome.failed)}; not run: {outcome.blocked} (run the same command again "
               f"to retry them; finished jobs are reused)", flush=True)
-    return 0 if outcome.ok else 1
+    return cli.EXIT_OK if outcome.ok else cli.EXIT_JOBS_FAILED

@@ -1,7 +1,7 @@
 """Run a plan on an executor: skip what finished, submit what is ready, follow, collect.
 
-    ROOT/jobs.json          job name -> submitted job id (a later launch follows live Slurm jobs)
-    ROOT/submitit/<job id>/ submitit pickles and logs
+    ROOT/jobs.json   job name -> its executor, job id and config fingerprint (a later launch
+                     follows the jobs that outlive a launcher; plans/executors.py says where logs go)
 
 A job is finished when its run folder's summary.json says so (artifacts/run_folder.py) with
 the config it is planned with; such jobs are reused. A failed job is reported by name with
@@ -18,12 +18,13 @@ from pathlib import Path
 from typing import Callable
 
 from tleg_dist.artifacts import run_folder
-from tleg_dist.plans.executors import Handle, slurm_alive
+from tleg_dist.plans.executors import EXECUTORS, Executor, Handle
 from tleg_dist.plans.job import Job, check_plan, derive, record, up_to_date
 from tleg_dist.utils.errors import UserError
 from tleg_dist.utils.jsonio import read_json
 
 ERROR_TAIL_LINES = 25
+JOB_INDEX = "jobs.json"  # in the plan's root folder
 
 
 @dataclass
@@ -50,7 +51,7 @@ def collect(plan: list[Job], earlier: list[dict] = ()) -> list[dict]:
 
 
 def reusable(jobs: list[Job], earlier: list[dict]) -> dict[str, dict]:
-    """Records from an earlier report (a plan's summary.json "runs") standing in for jobs whose
+    """Records from an earlier report (the "runs" of an experiment's results) standing in for jobs whose
     run folders are gone: only those run with the config planned now, that is the same
     fingerprint with their inputs where that report had them. The numbers are kept, the
     artefacts are not, so execute() reruns one when a job still to run needs its files."""
@@ -66,7 +67,7 @@ def reusable(jobs: list[Job], earlier: list[dict]) -> dict[str, dict]:
     return out
 
 
-def execute(plan: list[Job], executor, root: Path, echo: Callable[[str], None] = print, wait: bool = True,
+def execute(plan: list[Job], executor: Executor, root: Path, echo: Callable[[str], None] = print, wait: bool = True,
             poll_s: float = 1.0, progress_every_s: float = 30.0, earlier: list[dict] = ()) -> Outcome:
     check_plan(plan)
     dirs = {j.name: j.out for j in plan}
@@ -95,9 +96,9 @@ def execute(plan: list[Job], executor, root: Path, echo: Callable[[str], None] =
             echo(f"[plan] note: {len(mixed)} reused runs need a job retrained now, so they descend from its "
                  f"earlier weights ({mixed[0]}{', ...' if len(mixed) > 1 else ''}); rerun them too for "
                  f"like-for-like pairs")
-    logs = "" if executor.name == "in-process" else f"; logs in {Path(root) / 'submitit'}"
+    logs = f"; logs in {executor.log_folder}" if executor.log_folder else ""
     echo(f"[plan] {len(done)} done, {len(todo)} to run on {executor.name}{logs}")
-    if not wait and executor.name != "slurm":
+    if not wait and not executor.outlives_launcher:
         raise UserError("--no-wait needs --cluster: local jobs are this launcher's children, so it must stay")
     s = _Scheduler(executor, Path(root), dirs, done, echo)
     s.follow_or_refuse(todo)
@@ -110,26 +111,28 @@ def execute(plan: list[Job], executor, root: Path, echo: Callable[[str], None] =
 
 
 class _Scheduler:
-    def __init__(self, executor, root: Path, dirs: dict[str, Path], done: dict[str, dict], echo):
+    def __init__(self, executor: Executor, root: Path, dirs: dict[str, Path], done: dict[str, dict], echo):
         self.ex, self.root, self.dirs, self.done, self.echo = executor, root, dirs, done, echo
         self.running: list[Handle] = []
         self.failed: dict[str, str] = {}
         self.blocked: list[str] = []
         self.states: dict[str, str] = {}
-        self.index = read_json(root / "jobs.json") or {}
+        self.index = read_json(root / JOB_INDEX) or {}
 
     def follow_or_refuse(self, todo: list[Job]) -> None:
-        """Slurm: follow the jobs an earlier launch submitted; elsewhere, refuse to run them twice."""
+        """Follow the jobs an earlier launch submitted that still run (on the executor that has
+        them: Slurm); on another executor, refuse to run them twice."""
         for job in list(todo):
             prev = self.index.get(job.name, {})
-            if prev.get("cluster") != "slurm" or not slurm_alive(prev["job_id"]):
+            owner = EXECUTORS.get(prev.get("cluster"))  # "cluster": the executor's name
+            if owner is None or not owner.alive(prev["job_id"]):
                 continue
-            if self.ex.name != "slurm":
-                raise UserError(f"{job.name} is running on Slurm as job {prev['job_id']} (same output folder); "
-                                f"follow it with --cluster, or scancel it first")
+            if owner.name != self.ex.name:
+                raise UserError(f"{job.name} is running on {owner.name} as job {prev['job_id']} (same output "
+                                f"folder); follow it with --cluster, or scancel it first")
             if prev.get("fingerprint") != run_folder.fingerprint(job.cfg):  # never two jobs in one folder
-                raise UserError(f"{job.name} is running on Slurm as job {prev['job_id']} with another config "
-                                f"(same output folder); wait for it to end, or scancel it first")
+                raise UserError(f"{job.name} is running on {owner.name} as job {prev['job_id']} with another "
+                                f"config (same output folder); wait for it to end, or scancel it first")
             self.running.append(self.ex.attach(job, prev["job_id"]))
             todo.remove(job)
             self.echo(f"[plan] {job.name}: following job {prev['job_id']} from an earlier launch")
@@ -175,17 +178,16 @@ class _Scheduler:
                 pending.remove(job)
             for needs, jobs in groups.items():
                 after = [h.job_id for h in self.running if h.job.name in needs]
-                if self.ex.name == "in-process":
+                if self.ex.runs_in_submit:
                     self.echo(f"[plan] {jobs[0].name}: training -> {jobs[0].out}")
                 for h in self.ex.submit(jobs, self.dirs, after):
                     self.running.append(h)
                     if h.sub is not None:
-                        verb = "submitted job" if self.ex.name == "slurm" else "started local job"
-                        self.echo(f"[plan] {h.job.name}: {verb} {h.job_id}")
+                        self.echo(f"[plan] {h.job.name}: {self.ex.started} {h.job_id}")
                         self.index[h.job.name] = {"cluster": self.ex.name, "job_id": h.job_id,
                                                   "fingerprint": run_folder.fingerprint(h.job.cfg)}
                 self._write_index()
-            if self.ex.name == "in-process":
+            if self.ex.runs_in_submit:
                 self._poll()  # it has finished already
 
     def _poll(self) -> None:
@@ -225,11 +227,11 @@ class _Scheduler:
 
     def _write_index(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
-        (self.root / "jobs.json").write_text(json.dumps(self.index, indent=1, sort_keys=True))
+        (self.root / JOB_INDEX).write_text(json.dumps(self.index, indent=1, sort_keys=True))
 
     def interrupted(self) -> None:
-        if self.ex.name == "slurm":
-            self.echo("[plan] interrupted: the Slurm jobs keep running; run the same command to follow them")
+        if self.ex.outlives_launcher:
+            self.echo(f"[plan] interrupted: the {self.ex.name} jobs keep running; run the same command to follow them")
             return
         for h in self.running:  # local jobs are this launcher's children: stop them, they resume next time
             h.cancel()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import socket
 from dataclasses import dataclass
 from datetime import timedelta
@@ -99,36 +98,6 @@ def all_reduce_sum(values: list[float], device: torch.device) -> list[float]:
 
 def any_rank(flag: bool, device: torch.device) -> bool:
     return all_reduce_sum([float(flag)], device)[0] > 0
-
-
-# What gloo, NCCL and the TCP store say when a peer rank, its host or the network went away.
-_PEER_LOST = ("connection closed by peer", "connection reset by peer", "timed out", "no route to host",
-              "connection refused", "broken pipe", "socket timeout", "nccl communicator was aborted")
-_PEER_ADDR = re.compile(r"\[([0-9a-fA-F.:]+)\]:\d+")
-_SOURCE_PREFIX = re.compile(r"^\[[^\]]*\.(?:cc|cpp|h):\d+\]\s*")
-
-
-def _host_of(addr: str) -> str:
-    try:
-        return f"{socket.gethostbyaddr(addr)[0]} ({addr})"
-    except OSError:
-        return addr
-
-
-def peer_failure(err: BaseException) -> str | None:
-    """One line for a collective (or the rendezvous) that failed because a peer rank, its host
-    or the network did; None for any other error, which keeps its traceback."""
-    text = str(err).strip()
-    first = _SOURCE_PREFIX.sub("", text.splitlines()[0] if text else "")
-    lowered = text.lower()
-    if not (isinstance(err, dist.DistError) or
-            (isinstance(err, RuntimeError) and any(s in lowered for s in _PEER_LOST))):
-        return None
-    first = first.split(". This is typically caused")[0]  # gloo's advice, said better below
-    peer = _PEER_ADDR.search(first)
-    who = f"peer {_host_of(peer.group(1))}" if peer else "a peer rank"
-    return (f"a collective failed: {first} ({who} or the network to it stopped answering; "
-            f"the newest complete checkpoint is kept, resume with --resume auto)")
 
 
 def barrier() -> None:

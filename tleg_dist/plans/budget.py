@@ -3,7 +3,7 @@
 The unit is training images seen (micro-batches x batch size x ranks), as in the trainer's
 summary. Budgets are matched in optimizer steps (train.max_steps with optim.schedule_steps, so
 the cosine schedule ends with the budget): a budget is rounded up to whole global batches. How
-the costs are then compared (the paper's amortised accounting) is experiments/summary.py.
+the costs are then compared (the paper's amortised accounting) is plans/experiment_summary.py.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The experiment's numbers: per-(setting, depth, init) cells, paired comparisons of TLEG with
 every other init, the paper's amortised cost accounting, storage, and the one-seed ablations,
-written to results_dir/summary.json. Tables and plots are the plans' report
+written to results_dir/experiment.json (RESULTS). Tables and plots are the plans' report
 (tleg_dist/plans/report.py) with `notes` below; what the numbers say about the paper is
 written up by hand in docs/results.md.
 
@@ -33,7 +33,10 @@ from tleg_dist.utils.atomic import atomic_path
 from tleg_dist.utils.errors import UserError
 from tleg_dist.utils.jsonio import read_json
 
-FORMAT = "tleg-experiment-results"  # summary.json's "format": what --reuse-runs accepts
+RESULTS = "experiment.json"  # in results_dir, beside the plans' report
+# RESULTS's "format": what --reuse-runs accepts, whatever the file is called (the committed
+# results/fmnist_v2/summary.json predates the name).
+FORMAT = "tleg-experiment-results"
 REFERENCE = "scratch_100u"  # the paper's comparator for cost
 # The report's display names and plots (report.write's names= and plots=).
 NAMES = {"depth": "L", "total_images": "training images charged to the run (own + amortised upstream)"}
@@ -121,14 +124,14 @@ def ablations(records: list[dict]) -> list[dict]:
 
 def write(x: ExperimentRecipe, plan: list[Job], records: list[dict], *, smoke: bool, command: str,
           invocation_s: float | None) -> dict:
-    """results_dir/summary.json; invocation_s: wall time of the training invocation so far (None
+    """results_dir/RESULTS; invocation_s: wall time of the training invocation so far (None
     for a --report-only rebuild, which keeps the training invocation's figures)."""
     cells = aggregate(records)
     aux_jobs = [j for j in plan if j.labels.get("kind") == "aux" and not j.labels.get("ablation")]
     lg_file = next((run_folder.artifact(j.out, "learngene") for j in aux_jobs if run_folder.finished(j.out)), None)
     aux_cfg = aux_jobs[0].cfg  # the first setting always trains its own upstream
     out = Path(x.results_dir)
-    wall, cpu = (invocation_s, _cpu_time()) if invocation_s is not None else _last_times(out / "summary.json", command)
+    wall, cpu = (invocation_s, _cpu_time()) if invocation_s is not None else _last_times(out / RESULTS, command)
     result = {"format": FORMAT, "format_version": "3", "complete": len(records) == len(plan),
               "runs_finished": len(records), "runs_planned": len(plan), "smoke": smoke, "command": command,
               "host": f"{os.cpu_count()} CPU cores", "rebuilt": invocation_s is None, "cpu_time_s": cpu,
@@ -141,16 +144,16 @@ def write(x: ExperimentRecipe, plan: list[Job], records: list[dict], *, smoke: b
               "storage": _storage(lg_file, aux_cfg, x.depths), "ablations": ablations(records),
               "experiment": x.model_dump(mode="json"), "runs": records}
     out.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out / "summary.json") as tmp:
+    with atomic_path(out / RESULTS) as tmp:
         tmp.write_text(json.dumps(result, indent=1, default=str))
     return result
 
 
 def read_runs(path: Path) -> list[dict]:
-    """The run records of an earlier summary.json (for launchers/experiment.py --reuse-runs)."""
+    """The run records of an earlier experiment's results file (for launchers/experiment.py --reuse-runs)."""
     doc = read_json(path, UserError, what=f"--reuse-runs {path}")
     if not isinstance(doc, dict) or doc.get("format") != FORMAT or not doc.get("runs"):
-        raise UserError(f"--reuse-runs {path}: not an experiment summary.json with runs")
+        raise UserError(f"--reuse-runs {path}: not an experiment's results ({RESULTS}) with runs")
     return doc["runs"]
 
 
