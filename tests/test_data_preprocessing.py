@@ -14,10 +14,10 @@ from timm.data import create_transform
 
 from tleg_dist.config import DataConfig
 from tleg_dist.data import build_data
+from tleg_dist.data.build import source_stats
 from tleg_dist.data import fashion_mnist as fm
 from tleg_dist.data.errors import DataError
 from tleg_dist.data.imagefolder import scan
-from tleg_dist.data.preprocessing import eval_preprocessing
 from tleg_dist.models.arch import ViTArch
 
 
@@ -43,7 +43,6 @@ def test_image_folder_eval_is_timms_transform_from_the_fields(tmp_path, in_chans
     bundle = build_data(data, arch, rank=0, world_size=1, seed=0)
     run_x = torch.cat([bundle.prepare(x) for x, _ in bundle.val])  # the loader's pixels, normalised as on the device
     transform = create_transform(input_size=(in_chans, 16, 16), **bundle.preprocessing)
-    assert bundle.preprocessing == eval_preprocessing(data, in_chans)  # the transitional re-derivation agrees
     _, paths, _ = scan(tmp_path / "val", ["a", "b"])
     timm_x = torch.stack([transform(Image.open(p).convert("RGB" if in_chans == 3 else "L")) for p in paths])
     assert torch.equal(timm_x, run_x)
@@ -64,9 +63,9 @@ def test_ffcv_run_whose_betons_are_gone_is_an_error_not_imagenet_defaults(tmp_pa
     # Exporting an FFCV run from another working directory (relative .beton paths) or after the
     # betons were moved: the sidecars holding its statistics and crop cannot be read. Recording
     # ImageNet's instead would have timm feed e.g. a Fashion-MNIST model the wrong pixels.
-    data = {"format": "ffcv", "train_path": str(tmp_path / "train.beton"), "val_path": str(tmp_path / "val.beton")}
+    data = DataConfig(format="ffcv", train_path=tmp_path / "train.beton", val_path=tmp_path / "val.beton")
     with pytest.raises(DataError, match="train.beton"):
-        eval_preprocessing(data, 1)
+        source_stats(data, 1)
 
 
 @pytest.mark.parametrize("in_chans", [1, 3])

@@ -18,9 +18,8 @@ LAYERS = [
     "cli",           # how every command ends (exit codes, one-line errors): any entry point may use it
     "models",        # pure model code: no I/O, no distribution
     "losses",
-    "model_folder",  # the timm model folder's names (artifacts/learngene.py reads them)
-    "artifacts",     # each artefact's contract: run folders, checkpoints, learngene files
-    "model_card",    # the cards of model and learngene folders
+    "artifacts",     # each artefact's contract and its one writer: run folders, checkpoints, learngene
+                     # files, model folders and their cards
     "config",        # the typed recipe: its architecture fields come from models, a learngene's file from artifacts
     "teacher",
     "data",
