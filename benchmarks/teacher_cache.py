@@ -1,6 +1,6 @@
 """What does the teacher-logit cache buy? Aux-Net stage images/s with the cache over the live teacher.
 
-The experiment's Aux-Net recipe (configs/experiments/v2_aux.yaml: an 8-layer cpu-64 Aux-Net,
+The experiment's Aux-Net recipe (configs/experiments/v3_aux.yaml: an 8-layer cpu-64 Aux-Net,
 patch 7, distilled from a resnet10t teacher on Fashion-MNIST, batch 64) trains twice per round in
 this process, once with distill.teacher.cache=false and once with true, the order swapped every
 round so that a machine shared with other work slows both alike. Each run's figure is the median of the images/s the trainer logs itself,
@@ -29,7 +29,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-RECIPE = ROOT / "configs" / "experiments" / "v2_aux.yaml"
+RECIPE = ROOT / "configs" / "experiments" / "v3_aux.yaml"
 QUICK_RECIPE = ROOT / "configs" / "cpu" / "tiny_learngene.yaml"
 INTERVALS = 4  # log intervals per run; the first is warm-up
 

@@ -26,7 +26,8 @@ LAYERS = [
     "training",
     "train",         # python -m tleg_dist.train
     "convert",
-    "plans",         # runs of many jobs: the demo, the sweep and the experiment
+    "plans",         # runs of many jobs, one way: the demo and the sweep are plans
+    "experiments",   # the experiment: a plan with tuning, pre-registered statistics and cost
     "demo",          # python -m tleg_dist.demo
     "__init__",      # the package's public API (tleg_dist.load_learngene)
 ]

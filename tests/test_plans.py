@@ -30,7 +30,7 @@ from tleg_dist.utils.errors import UserError
 
 RECIPE = ROOT / "configs" / "cpu" / "tiny_finetune.yaml"
 DEMO = ROOT / "configs" / "pipeline" / "demo.yaml"
-EXPERIMENT = ROOT / "configs" / "experiments" / "fmnist_v2.yaml"
+EXPERIMENT = ROOT / "configs" / "experiments" / "fmnist_v3.yaml"
 
 
 @pytest.fixture
@@ -70,24 +70,24 @@ def test_shipped_recipes_load_with_overrides():
 def test_stages_after_the_teacher_build_the_model_it_trained():
     """The teacher's timm arguments (which can change its architecture) reach the stages that load
     its weights, not only its model name: else the strict load of its checkpoint fails there."""
-    from tleg_dist.plans import experiment
+    from tleg_dist.experiments import plan, recipe
 
     d = launch.load(demo.DemoRecipe, DEMO, ["depths=[1]"])
     d.teacher.overrides.append("distill.teacher.kwargs={drop_rate: 0.1}")
     jobs = {j.name: j for j in demo.build(d)}
     assert jobs["learngene"].cfg.distill.teacher.kwargs == {"drop_rate": 0.1}
-    x = experiment.load(EXPERIMENT, ["seeds=[0]", "depths=[2]"], smoke=True)
+    x = recipe.load(EXPERIMENT, ["seeds=[0]"], smoke=True)
     x.teacher.overrides.append("distill.teacher.kwargs={drop_rate: 0.1}")
-    distilled = [j for j in experiment.build(x, smoke=True) if j.inputs and j.inputs[0].field == "distill.teacher.checkpoint"]
+    distilled = [j for j in plan.tuning_plan(x, smoke=True) if j.inputs and j.inputs[0].field == "distill.teacher.checkpoint"]
     assert distilled and all(j.cfg.distill.teacher.kwargs == {"drop_rate": 0.1} for j in distilled)
 
 
 def test_every_plan_refuses_a_repeated_depth():
-    from tleg_dist.plans import experiment
+    from tleg_dist.experiments.recipe import ExperimentRecipe
 
-    for cls, path in ((demo.DemoRecipe, DEMO), (experiment.ExperimentRecipe, EXPERIMENT)):
+    for cls, path, key in ((demo.DemoRecipe, DEMO, "depths"), (ExperimentRecipe, EXPERIMENT, "settings.same_task.depths")):
         with pytest.raises(ConfigError, match=r"depths: repeated entries \(got \[2, 2\]\)"):
-            launch.load(cls, path, ["depths=[2,2]"])
+            launch.load(cls, path, [f"{key}=[2,2]"])
 
 
 def test_sweep_job_sets_stage_depth_and_learngene_over_the_recipe(learngene, tmp_path):

@@ -21,6 +21,7 @@ from _launch import ROOT, TINY, clean_env, run_train, weights_equal
 from safetensors.torch import save_file
 
 from tleg_dist import config as config_lib
+from tleg_dist.artifacts import run_folder
 from tleg_dist.config import ConfigError
 from tleg_dist.data import build_data
 from tleg_dist.training import teacher_cache
@@ -67,7 +68,7 @@ def test_cached_teacher_gives_the_live_losses_step_for_step(runs):
     live, cached = train_losses(runs / "live"), train_losses(runs / "cached")
     assert len(live) == 16 and cached == live
     assert weights_equal(runs / "live" / "learngene.safetensors", runs / "cached" / "learngene.safetensors")
-    assert not (runs / "live" / teacher_cache.CACHE_FOLDER).exists()
+    assert not (runs / "live" / run_folder.TEACHER_LOGITS).exists()
 
 
 @pytest.mark.slow
@@ -87,7 +88,7 @@ def test_two_ranks_fill_their_shares_and_match_the_live_teacher(tmp_path, teache
     run_train(args(tmp_path / "live", teacher), nproc=2)
     run_train(args(tmp_path / "cached", teacher, "distill.teacher.cache=true"), nproc=2)
     assert train_losses(tmp_path / "cached") == train_losses(tmp_path / "live")
-    [folder] = published(tmp_path / "cached" / teacher_cache.CACHE_FOLDER)  # the default: in the run folder
+    [folder] = published(tmp_path / "cached" / run_folder.TEACHER_LOGITS)  # the default: in the run folder
     assert json.loads((folder / teacher_cache.COMPLETE).read_text())["ranks"] == 2
     assert not np.any(np.load(folder / teacher_cache.LOGITS) == 0)  # both halves were written
 

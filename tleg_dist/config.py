@@ -64,13 +64,13 @@ class ModelConfig(create_model("ArchSection", __base__=Section, **_arch_fields()
     depth: int = 6
     drop_path_rate: float = Field(0.0, ge=0, lt=1)
     # finetune only: how the Des-Net starts.
-    init: Literal["learngene", "scratch", "truncated", "heur_lg"] = "scratch"
+    init: Literal["learngene", "scratch", "truncated", "heur_lg", "heur_lg_paper"] = "scratch"
     learngene: Optional[Path] = Field(None, description="learngene file or folder for init=learngene")
     pretrained: Optional[Path] = Field(None, description="timm ViT state (safetensors) for "
-                                                     "init=truncated|heur_lg")
+                                                     "init=truncated|heur_lg|heur_lg_paper")
     # Transfer to new classes with the same class count would otherwise copy the old head.
     fresh_head: bool = Field(False, description="finetune: keep the classifier head at its fresh init "
-                                                "(init=learngene|truncated|heur_lg never copy it)")
+                                                "(init=learngene|truncated|heur_lg|heur_lg_paper never copy it)")
     compile: CompileConfig = CompileConfig()
 
     @model_validator(mode="before")
@@ -103,7 +103,7 @@ class ModelConfig(create_model("ArchSection", __base__=Section, **_arch_fields()
             raise ValueError(f"model.num_classes={self.num_classes}: a classifier needs at least 2 classes")
         if self.init == "learngene" and self.learngene is None:
             raise ValueError("model.init=learngene needs model.learngene (a learngene file)")
-        if self.init in ("truncated", "heur_lg") and self.pretrained is None:
+        if self.init in ("truncated", "heur_lg", "heur_lg_paper") and self.pretrained is None:
             raise ValueError(f"model.init={self.init} needs model.pretrained (a ViT state file)")
         return self
 
@@ -236,13 +236,16 @@ class OptimConfig(Section):
     grad_accum: int = Field(1, ge=1)
     clip_grad: Optional[float] = Field(None, gt=0)
     # With train.max_steps this trains for a fractional number of epochs with a full schedule
-    # (tleg_dist/plans/budget.py matches budgets in images, not whole epochs).
+    # (tleg_dist/experiments/budget.py matches budgets in images, not whole epochs).
     schedule_steps: Optional[int] = Field(None, gt=0, description="length of the warmup+cosine schedule in "
                                           "optimizer steps; default train.epochs x steps per epoch")
 
 
 class CheckpointConfig(Section):
     every_steps: Optional[int] = Field(None, gt=0, description="also save every N optimizer steps")
+    # Runs of many short epochs (a few batches of a small training set) would spend more time
+    # saving than training at one save per epoch.
+    every_epochs: int = Field(1, ge=1, description="save at the end of every N-th epoch (and of the last)")
     keep_last: int = Field(2, ge=1)
     keep_best: bool = True
 

@@ -44,6 +44,7 @@ FINISHED = (COMPLETED, MAX_STEPS)
 TEACHER_WEIGHTS = "teacher.safetensors"
 LEARNGENE_FOLDER = "learngene"
 MODEL_FOLDER = "model"
+TEACHER_LOGITS = "teacher_logits"  # the teacher-logit cache, unless distill.teacher.cache_dir names another
 WEIGHTS, LEARNGENE, MODEL, FOLDER = "weights", "learngene", "model", "folder"
 
 
@@ -52,11 +53,14 @@ class MissingArtifact(UserError):
 
 
 def fingerprint(cfg) -> str:
-    """What makes two runs interchangeable: the resolved config, minus where it is written
-    and how progress is shown."""
+    """What makes two runs interchangeable: the resolved config, minus where it is written, when it
+    saves checkpoints, where its teacher's cached logits are kept (the same logits wherever they
+    are) and how progress is shown: none of them changes what the run computes."""
     dump = cfg.model_dump(mode="json")
     dump.pop("output_dir", None)
+    dump.pop("checkpoint", None)
     dump["train"].pop("progress", None)
+    dump["distill"]["teacher"].pop("cache_dir", None)
     return hashlib.sha256(json.dumps(dump, sort_keys=True).encode()).hexdigest()[:16]
 
 

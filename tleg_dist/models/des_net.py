@@ -49,10 +49,13 @@ def des_state_from_learngene(
     return state
 
 
-def heur_lg_state(vit_state: dict[str, torch.Tensor], depth: int) -> tuple[dict[str, torch.Tensor], int, int]:
+def heur_lg_state(vit_state: dict[str, torch.Tensor], depth: int,
+                  blocks_only: bool = False) -> tuple[dict[str, torch.Tensor], int, int]:
     """Heuristic-Learngene, the paper's baseline that inherits "a few high layers": a ViT's last
-    k = ceil(depth / 4) blocks become the Des-Net's last k (source block S - k + j -> block depth - k + j),
-    with its non-block tensors; the Des-Net's lower blocks are left out, to stay at their fresh init.
+    k = ceil(depth / 4) blocks become the Des-Net's last k (source block S - k + j -> block depth - k + j);
+    the Des-Net's lower blocks are left out, to stay at their fresh init. The non-block tensors (patch
+    and position embedding, final norm, head) come too, unless `blocks_only` (heur_lg_paper: as the
+    original method, where everything but those high blocks starts at random).
 
     Returns (that state, k, the source depth S)."""
     blocks = [re.match(r"blocks\.(\d+)\.(.+)", key) for key in vit_state]
@@ -60,7 +63,7 @@ def heur_lg_state(vit_state: dict[str, torch.Tensor], depth: int) -> tuple[dict[
     k = math.ceil(depth / 4)
     if src_depth < k:
         raise ValueError(f"heur_lg needs a ViT of >= {k} blocks for depth {depth}, it has {src_depth}")
-    state = {key: v for key, v in vit_state.items() if not key.startswith("blocks.")}
+    state = {} if blocks_only else {key: v for key, v in vit_state.items() if not key.startswith("blocks.")}
     for b, v in zip(blocks, vit_state.values()):
         if b and int(b[1]) >= src_depth - k:
             state[f"blocks.{int(b[1]) - src_depth + depth}.{b[2]}"] = v

@@ -1,6 +1,6 @@
-"""Plans: the demo, the depth sweep and the experiment as jobs, run by one scheduler on one of three
-executors. The experiment adds its budgets in images (budget.py) and its statistics (experiment_summary.py).
+"""Plans: runs of many jobs, one way, run by one scheduler on one of three executors. The demo
+and the depth sweep are plans; the experiment builds its own on top (tleg_dist/experiments/).
 
     job.py  run.py  executors.py  launch.py  report.py      what every plan shares
-    demo.py  sweep.py  experiment.py                         the plans
+    demo.py  sweep.py                                        the plans
 """

@@ -22,6 +22,7 @@ from typing import Optional
 
 from pydantic import Field, model_validator
 
+from tleg_dist.artifacts import run_folder
 from tleg_dist.config import Section
 from tleg_dist.plans.job import Job, JobCall, run_job
 from tleg_dist.utils.errors import UserError
@@ -146,7 +147,7 @@ class InProcess(Executor):
         for job in jobs:
             try:
                 summary = run_job(job, dirs)
-                if summary.get("status") == "preempted":
+                if summary.get("status") == run_folder.PREEMPTED:
                     raise UserError(f"{job.name} was preempted; rerun the same command to continue it")
                 out.append(Handle(job))
             except UserError as e:

@@ -103,6 +103,7 @@ def record(job: Job, summary: dict) -> dict:
             "images": summary.get("images_seen"),
             "time_s": round(sum(a["time_s"] for a in attempts) if attempts else summary.get("wall_time_s", 0), 3),
             "attempts": max(1, len(attempts)), "fingerprint": summary.get("fingerprint"),
+            "cache_fill_s": (summary.get("teacher_cache") or {}).get("fill_s"),
             "run_dir": str(job.out), "weights": files.get(run_folder.WEIGHTS) or files.get(run_folder.LEARNGENE)}
 
 
@@ -154,7 +155,7 @@ class JobCall:
             summary = run_job(self.job, self.dirs, is_main=env.rank == 0)
         finally:
             preempt.uninstall()
-        if summary.get("status") == "preempted":
+        if summary.get("status") == run_folder.PREEMPTED:
             print(f"[plan] {self.job.name}: stopped at step {summary.get('global_step')} (checkpoint saved); "
                   f"it continues when requeued", file=sys.stderr, flush=True)
             preempt.hand_back()  # submitit: checkpoint() + requeue + exit, on rank 0

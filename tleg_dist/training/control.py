@@ -1,7 +1,8 @@
 """After each optimizer step: save a checkpoint? stop? One object owns that decision and its state.
 
 Three things end or interrupt a run between steps: the step budget (train.max_steps), a
-periodic checkpoint (checkpoint.every_steps) and a preemption signal. All ranks must take the
+periodic checkpoint (checkpoint.every_steps) and a preemption signal; between epochs, the
+epoch-end checkpoint (checkpoint.every_epochs, and always after the last epoch). All ranks must take the
 same decision (a checkpoint is collective), so on several ranks the signal is agreed on by an
 all-reduce, but only at steps where the ranks meet anyway (log steps, saves): an all-reduce
 every step would stall the device.
@@ -11,15 +12,12 @@ from __future__ import annotations
 
 from typing import Callable, Optional
 
+from tleg_dist.artifacts.run_folder import COMPLETED, MAX_STEPS, PREEMPTED
 from tleg_dist.config import RunConfig
 from tleg_dist.training import distributed
 from tleg_dist.training.checkpoint import Position
 from tleg_dist.training.distributed import DistInfo
 from tleg_dist.training.preempt import PreemptionFlag
-
-# summary.json's "status" of a run that stopped early.
-# TODO(integrator): run_folder.PREEMPTED / MAX_STEPS / COMPLETED once h1's statuses land.
-PREEMPTED, MAX_STEPS, COMPLETED = "preempted", "max_steps", "completed"
 
 
 class RunControl:
@@ -30,6 +28,7 @@ class RunControl:
 
     def __init__(self, cfg: RunConfig, dist: DistInfo, pos: Position, save: Callable[[], None]):
         self.every, self.max_steps = cfg.checkpoint.every_steps, cfg.train.max_steps
+        self.every_epochs, self.epochs = cfg.checkpoint.every_epochs, cfg.train.epochs
         self.log_every = cfg.train.log_every_steps
         self.dist, self.pos, self._save = dist, pos, save
         self.flag = PreemptionFlag()
@@ -72,3 +71,9 @@ class RunControl:
         elif done:
             self.stopped = MAX_STEPS
         return self.running
+
+    def after_epoch(self) -> None:
+        """Save at the end of every `checkpoint.every_epochs`-th epoch and of the last one."""
+        epoch = self.pos.epoch  # epochs finished
+        if epoch % self.every_epochs == 0 or epoch == self.epochs:
+            self._save()

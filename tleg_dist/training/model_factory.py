@@ -37,6 +37,23 @@ def _load_init(model: nn.Module, state: dict, source: str, fresh_head: bool,
     return fresh
 
 
+def _heur_lg(model: nn.Module, m) -> None:
+    """heur_lg: those blocks and the ViT's shared parts (stem, position embedding, final norm, head);
+    heur_lg_paper: the blocks only, everything else at its fresh init, as the original method."""
+    paper = m.init == "heur_lg_paper"
+    try:
+        state, k, src_depth = heur_lg_state(load_state_file(m.pretrained), m.depth, blocks_only=paper)
+    except ValueError as e:
+        raise InitError(f"model.pretrained {m.pretrained}: {e}") from None
+    fresh_ok = tuple(f"blocks.{i}." for i in range(m.depth - k))
+    if paper:  # every key outside the inherited blocks may stay fresh
+        fresh_ok += tuple(key for key in model.state_dict() if not key.startswith("blocks."))
+    fresh = _load_init(model, state, f"model.pretrained {m.pretrained}", m.fresh_head, fresh_ok)
+    log.info("Des-Net depth %d initialised by %s: blocks %s from blocks %s of %s (depth %d), the %d below random; "
+             "fresh: %s", m.depth, m.init, list(range(m.depth - k, m.depth)), list(range(src_depth - k, src_depth)),
+             m.pretrained, src_depth, m.depth - k, [key for key in fresh if not key.startswith("blocks.")] or "none")
+
+
 def build_model(cfg: RunConfig) -> nn.Module:
     m = cfg.model
     if cfg.stage == "teacher":
@@ -48,17 +65,8 @@ def build_model(cfg: RunConfig) -> nn.Module:
         fresh = _load_init(model, load_state_file(m.pretrained), f"model.pretrained {m.pretrained}", m.fresh_head)
         log.info("Des-Net depth %d initialised from the first %d blocks of %s; fresh: %s",
                  m.depth, m.depth, m.pretrained, fresh or "none")
-    elif m.init == "heur_lg":  # the last ceil(L/4) blocks (and shared parts) of a pretrained plain ViT
-        try:
-            state, k, src_depth = heur_lg_state(load_state_file(m.pretrained), m.depth)
-        except ValueError as e:
-            raise InitError(f"model.pretrained {m.pretrained}: {e}") from None
-        lower = tuple(f"blocks.{i}." for i in range(m.depth - k))
-        fresh = _load_init(model, state, f"model.pretrained {m.pretrained}", m.fresh_head, lower)
-        log.info("Des-Net depth %d initialised by heur_lg: blocks %s from blocks %s of %s (depth %d), the %d "
-                 "below random; fresh head: %s", m.depth, list(range(m.depth - k, m.depth)),
-                 list(range(src_depth - k, src_depth)), m.pretrained, src_depth, m.depth - k,
-                 any(key in HEAD_KEYS for key in fresh))
+    elif m.init in ("heur_lg", "heur_lg_paper"):  # the last ceil(L/4) blocks of a pretrained plain ViT
+        _heur_lg(model, m)
     elif m.init == "learngene":
         lg = learngene_file.load(m.learngene)
         try:

@@ -6,7 +6,7 @@
     CACHE_DIR/.partial-<key>-<token>/   a fill under way, or one that was killed (never read;
                                         delete it once no job is filling that key)
 
-CACHE_DIR is distill.teacher.cache_dir, by default RUN/teacher_logits. The key is a sha256 over
+CACHE_DIR is distill.teacher.cache_dir, by default RUN/teacher_logits (run_folder.TEACHER_LOGITS). The key is a sha256 over
 the teacher (model name, timm kwargs, pretrained, sha256 of its checkpoint file), the training
 data (DataBundle.train_fingerprint: images, labels and `prepare`'s parameters), the row count and
 the class count, so a shared CACHE_DIR serves every run with the same teacher and data.
@@ -34,6 +34,7 @@ from typing import Iterator
 import numpy as np
 import torch
 
+from tleg_dist.artifacts import run_folder
 from tleg_dist.config import RunConfig
 from tleg_dist.data.base import DataBundle
 from tleg_dist.data.device import to_device
@@ -44,8 +45,6 @@ from tleg_dist.utils.errors import UserError
 
 log = logging.getLogger(__name__)
 
-# TODO(integrator): the folder's name inside a run folder belongs in artifacts/run_folder.py.
-CACHE_FOLDER = "teacher_logits"
 LOGITS, KEY, COMPLETE = "logits.npy", "key.json", "complete.json"
 PARTIAL = ".partial-"
 
@@ -85,8 +84,8 @@ def is_complete(folder: Path) -> bool:
 class CachedLogits:
     """The published table, memory-mapped: a rank reads only the rows it asks for."""
 
-    def __init__(self, folder: Path, rows: int, num_classes: int):
-        self.folder = folder
+    def __init__(self, folder: Path, rows: int, num_classes: int, fill_s: float | None = None):
+        self.folder, self.fill_s = folder, fill_s  # fill_s: seconds this run spent filling it (None: reused)
         self.table = np.load(folder / LOGITS, mmap_mode="r")
         if self.table.shape != (rows, num_classes) or self.table.dtype != np.float32:
             raise TeacherCacheError(f"{folder / LOGITS}: {self.table.dtype} {self.table.shape}, expected float32 "
@@ -133,8 +132,8 @@ def _publish(partial: Path, folder: Path) -> None:
         log.info("teacher logits: another job published %s first; using its copy", folder)
 
 
-def fill(cfg: RunConfig, data: DataBundle, dist: DistInfo, description: dict, folder: Path) -> None:
-    """Compute every row into a partial folder (all ranks), then publish it (rank 0)."""
+def fill(cfg: RunConfig, data: DataBundle, dist: DistInfo, description: dict, folder: Path) -> float:
+    """Compute every row into a partial folder (all ranks), then publish it (rank 0); the seconds it took."""
     started = time.time()
     partial = folder.parent / f"{PARTIAL}{folder.name}-{_agreed_token(dist):012x}"
     if dist.is_main:
@@ -152,20 +151,22 @@ def fill(cfg: RunConfig, data: DataBundle, dist: DistInfo, description: dict, fo
                                                     "ranks": dist.world_size}))
         _publish(partial, folder)
     log.info("teacher logits: %d rows filled in %.1f s -> %s", data.train.n, time.time() - started, folder)
+    return time.time() - started
 
 
 def open_or_fill(cfg: RunConfig, data: DataBundle, dist: DistInfo, run_dir: Path) -> CachedLogits:
     """The cache for this run's teacher and data: reused if published, else filled first."""
     description = describe(cfg, data)
-    root = Path(cfg.distill.teacher.cache_dir or Path(run_dir) / CACHE_FOLDER)
+    root = Path(cfg.distill.teacher.cache_dir or Path(run_dir) / run_folder.TEACHER_LOGITS)
     folder = root / key_of(description)
+    fill_s = None
     try:
         if distributed.any_rank(dist.is_main and not is_complete(folder), dist.device):  # rank 0 decides
-            fill(cfg, data, dist, description, folder)
+            fill_s = fill(cfg, data, dist, description, folder)
         else:
             log.info("teacher logits: reusing %s", folder)
     except OSError as e:
         raise TeacherCacheError(f"distill.teacher.cache_dir {root}: cannot write the teacher's logits there "
                                 f"({e.strerror or e}); choose another cache_dir") from e
     distributed.barrier()
-    return CachedLogits(folder, data.train.n, data.num_classes)
+    return CachedLogits(folder, data.train.n, data.num_classes, fill_s)

@@ -16,7 +16,8 @@ from tleg_dist.artifacts import run_folder
 from tleg_dist.artifacts.checkpoints import tag_for
 from tleg_dist.config import RunConfig
 from tleg_dist.training import distributed, setup
-from tleg_dist.training.control import PREEMPTED, RunControl
+from tleg_dist.artifacts.run_folder import PREEMPTED
+from tleg_dist.training.control import RunControl
 from tleg_dist.training.exports import export_final
 from tleg_dist.training.loop import train_steps
 from tleg_dist.training.preempt import requeue_if_asked
@@ -43,7 +44,7 @@ def run_epochs(run: Run, control: RunControl) -> None:
             pos.epoch, pos.batch_in_epoch = pos.epoch + 1, 0
             if pos.epoch % cfg.train.eval_every_epochs == 0 or pos.epoch == cfg.train.epochs:
                 evaluate_epoch(run)
-            run.save()
+            control.after_epoch()
     finally:
         metrics.close_bar()
 
@@ -74,6 +75,8 @@ def finish(run: Run, status: str) -> dict:
                "images_seen": pos.micro_step * run.cfg.data.batch_size * run.dist.world_size,
                "params": run.n_params, "wall_time_s": time.time() - run.started, "best_top1": pos.best_top1,
                **{f"val_{k}": v for k, v in run.last_eval.items()}}
+    if run.cache is not None:  # a run that filled the cache says how long that took (a one-off cost)
+        summary["teacher_cache"] = {"folder": str(run.cache.folder), "fill_s": run.cache.fill_s}
     if status != PREEMPTED:
         summary["files"] = export_final(run.cfg, run.engine, run.meta, run.out, run.dist.is_main, summary)
     if run.dist.is_main:

@@ -3,7 +3,7 @@
 The unit is training images seen (micro-batches x batch size x ranks), as in the trainer's
 summary. Budgets are matched in optimizer steps (train.max_steps with optim.schedule_steps, so
 the cosine schedule ends with the budget): a budget is rounded up to whole global batches. How
-the costs are then compared (the paper's amortised accounting) is plans/experiment_summary.py.
+the costs are then compared (the paper's amortised accounting) is experiments/cost.py.
 """
 
 from __future__ import annotations
@@ -55,11 +55,13 @@ def budget_updates(images: float, cfg: RunConfig, ranks: int = 1, warmup: float 
 
     Only one evaluation, of the final weights (what each init is judged on), which the trainer
     makes when max_steps ends the run; evaluations at epoch ends before it would only cost time.
+    About four epoch-end checkpoints a run (and the last): a few-shot run of 80 epochs of 5 batches
+    would otherwise spend more time saving than training.
     """
     steps = steps_for(images, cfg, ranks)
     epochs = math.ceil(steps / steps_per_epoch(cfg, ranks))
     updates = {"train.epochs": epochs, "train.max_steps": steps, "optim.schedule_steps": steps,
-               "train.eval_every_epochs": epochs + 1}
+               "train.eval_every_epochs": epochs + 1, "checkpoint.every_epochs": max(1, epochs // 4)}
     if warmup:
         updates["optim.warmup_epochs"] = warmup * steps / steps_per_epoch(cfg, ranks)
     return steps * images_per_step(cfg, ranks), updates
