@@ -33,7 +33,7 @@ from PIL import Image
 
 from tleg_dist.config import AugConfig, DataConfig
 from tleg_dist.data.ffcv_loader import build_ffcv_data
-from tleg_dist.data.device import Normalize
+from tleg_dist.data.normalize import Normalize
 from tleg_dist.data.imagefolder import scan
 from tleg_dist.data.normalize import imagenet_stats
 from tleg_dist.data.transforms import train_transform
