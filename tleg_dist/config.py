@@ -13,20 +13,12 @@ from pathlib import Path
 from typing import Literal, Optional, get_type_hints
 
 import yaml
-from pydantic import (BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, create_model, field_validator,
-                      model_validator)
+from pydantic import Field, ValidationInfo, create_model, field_validator, model_validator
 
 from tleg_dist.models.arch import ARCH_FIELDS, SIZES, ViTArch, check_depth, shape_problems, size_fields
-from tleg_dist.utils.errors import UserError
-from tleg_dist.utils.yamlio import load_yaml
-
-
-class ConfigError(ValueError, UserError):
-    pass
-
-
-class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+# The YAML-and-overrides machinery every recipe (run, demo, sweep, experiment) is read with.
+from tleg_dist.utils.recipes import (ConfigError, Section, apply_overrides, parse_override, read_yaml,  # noqa: F401
+                                     set_dotted, validate)
 
 
 def _input_file_exists(path: Optional[Path], info: ValidationInfo) -> Optional[Path]:
@@ -291,59 +283,6 @@ class RunConfig(Section):
             raise ValueError(f"distill.teacher.cache: data.format={self.data.format} reads its training images from "
                              f"files every epoch and cannot name them for a cache: set distill.teacher.cache=false")
         return self
-
-
-def _format_error(err: ValidationError, source: str) -> str:
-    lines = []
-    for e in err.errors():
-        key = ".".join(str(p) for p in e["loc"])
-        msg = "unknown key" if e["type"] == "extra_forbidden" else e["msg"]
-        got = e.get("input")
-        shown = "" if isinstance(got, dict) or e["type"] == "missing" or not key else f" (got {got!r})"
-        lines.append(f"{key}: {msg}{shown}" if key else f"{msg}{shown}")  # a whole-recipe check names its keys
-    return f"{source}: invalid config\n  " + "\n  ".join(lines)
-
-
-def parse_override(item: str) -> tuple[list[str], object]:
-    if "=" not in item:
-        raise ConfigError(f"override {item!r} is not of the form key.sub=value")
-    key, value = item.split("=", 1)
-    return key.strip().split("."), load_yaml(value, f"override {item!r}", ConfigError)
-
-
-def set_dotted(raw: dict, path: list[str], value: object) -> None:
-    """Set raw[path[0]][path[1]]... to `value`, creating sections on the way."""
-    node = raw
-    for i, p in enumerate(path[:-1]):
-        node = node.setdefault(p, {})
-        if not isinstance(node, dict):
-            raise ConfigError(f"{'.'.join(path)}: {'.'.join(path[:i + 1])} is not a section")
-    node[path[-1]] = value
-
-
-def apply_overrides(raw: dict, overrides: list[str]) -> dict:
-    for item in overrides:
-        set_dotted(raw, *parse_override(item))
-    return raw
-
-
-def read_yaml(path: str | Path, what: str = "config file") -> dict:
-    """A YAML mapping from `path`; every config loader (run, pipeline, sweep, experiment) uses it."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{what} {path} does not exist")
-    raw = load_yaml(path.read_text(), str(path), ConfigError) or {}
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: top level must be a mapping")
-    return raw
-
-
-def validate(cls: type[BaseModel], raw: dict, source: str, **context):
-    """cls.model_validate with errors turned into one ConfigError naming dotted keys."""
-    try:
-        return cls.model_validate(raw, context=context or None)
-    except ValidationError as e:
-        raise ConfigError(_format_error(e, source)) from None
 
 
 def from_dict(raw: dict, source: str = "<config>", check_paths: bool = True) -> RunConfig:
