@@ -76,6 +76,7 @@ def test_experiment_smoke_on_slurm_gives_the_in_process_table(slurm_cluster, tmp
         return json.loads((tmp_path / where / "results" / "experiment.json").read_text())
 
     here, there = run("here"), run("slurm", "--cluster", "resources.parallelism=4")
-    assert there["complete"] and there["runs_finished"] == there["runs_planned"] == 46
+    assert there["complete"] and there["runs_finished"] == there["runs_planned"] == 51 + 20
     cell = lambda s: {(c["setting"], c["depth"], c["init"]): c["top1_per_seed"] for c in s["records"]}  # noqa: E731
     assert cell(here) == cell(there)
+    assert here["tuning"] == there["tuning"]  # the same choices, made after phase 1 finished on Slurm
