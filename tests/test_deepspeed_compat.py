@@ -44,3 +44,8 @@ def test_shm_allreduce_is_on_only_when_every_rank_is_local(monkeypatch):
     assert deepspeed_compat.shm_allreduce_in_use(2) and not deepspeed_compat.shm_allreduce_in_use(4)
     monkeypatch.delenv("LOCAL_SIZE")
     assert not deepspeed_compat.shm_allreduce_in_use(1)
+
+
+def test_the_checkpoint_classes_the_converter_admits_are_where_deepspeed_keeps_them():
+    names = {c.__name__ for c in deepspeed_compat.checkpoint_classes()}
+    assert names == {"LossScaler", "DynamicLossScaler", "ZeroStageEnum", "fragment_address"}

@@ -26,6 +26,7 @@ from tleg_dist.artifacts import checkpoints, run_folder
 from tleg_dist.artifacts.provenance import CHECKPOINT, Provenance
 from tleg_dist.convert import ConvertError
 from tleg_dist.models.arch import ViTArch, check_depth
+from tleg_dist.training.deepspeed_compat import checkpoint_classes
 
 
 
@@ -76,15 +77,6 @@ def open_checkpoint(path: str | Path, tag: str | None = None, stage: str | None 
     return Checkpoint(tag_dir, meta, arch, depth)
 
 
-def _safe_globals() -> list:
-    """The plain-data DeepSpeed classes found in ZeRO checkpoints (checked against 0.19)."""
-    from deepspeed.runtime.fp16.loss_scaler import DynamicLossScaler, LossScaler
-    from deepspeed.runtime.zero.config import ZeroStageEnum
-    from deepspeed.utils.tensor_fragment import fragment_address
-
-    return [LossScaler, DynamicLossScaler, ZeroStageEnum, fragment_address]
-
-
 @contextlib.contextmanager
 def guarded_torch_load(allow_pickle: bool = False):
     """Within: torch.load is weights-only (unless allow_pickle) and names the file on failure.
@@ -124,9 +116,9 @@ def guarded_torch_load(allow_pickle: bool = False):
         with contextlib.ExitStack() as stack:
             if not allow_pickle:
                 if hasattr(torch.serialization, "safe_globals"):
-                    stack.enter_context(torch.serialization.safe_globals(_safe_globals()))
+                    stack.enter_context(torch.serialization.safe_globals(checkpoint_classes()))
                 else:  # torch < 2.5 (not restored on exit, but these classes are plain data)
-                    torch.serialization.add_safe_globals(_safe_globals())
+                    torch.serialization.add_safe_globals(checkpoint_classes())
             yield
     finally:
         torch.load = real
