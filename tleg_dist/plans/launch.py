@@ -14,6 +14,7 @@ from pydantic_core import PydanticCustomError
 
 from tleg_dist import cli, config as config_lib
 from tleg_dist.config import RunConfig, Section, apply_overrides, read_yaml, validate
+from tleg_dist.models.arch import check_depth
 from tleg_dist.plans import report
 from tleg_dist.plans.executors import EXECUTORS, Executor, ResourcesConfig, Slurm
 from tleg_dist.plans.job import Job
@@ -35,8 +36,9 @@ def _distinct(depths: list[int]) -> list[int]:
     return depths
 
 
-# A plan's Des-Net depths: at least one, each >= 1, none twice (a plan may add its own rules).
-Depths = Annotated[list[Annotated[int, Field(ge=1)]], Field(min_length=1), AfterValidator(_distinct)]
+# A plan's Des-Net depths: at least one, each a depth (models/arch.py's rule), none twice (a plan
+# may add its own rules).
+Depths = Annotated[list[Annotated[int, AfterValidator(check_depth)]], Field(min_length=1), AfterValidator(_distinct)]
 
 
 def same_teacher(teacher: RunConfig) -> dict[str, object]:
