@@ -67,7 +67,7 @@ def runs(tmp_path_factory, teacher):
 def test_cached_teacher_gives_the_live_losses_step_for_step(runs):
     live, cached = train_losses(runs / "live"), train_losses(runs / "cached")
     assert len(live) == 16 and cached == live
-    assert weights_equal(runs / "live" / "learngene.safetensors", runs / "cached" / "learngene.safetensors")
+    assert weights_equal(runs / "live" / "learngene" / "learngene.safetensors", runs / "cached" / "learngene" / "learngene.safetensors")
     assert not (runs / "live" / run_folder.TEACHER_LOGITS).exists()
 
 
@@ -79,7 +79,7 @@ def test_cached_run_resumed_ends_like_an_uninterrupted_one(runs, teacher):
     assert "teacher logits: reusing" in r.stderr, r.stderr[-3000:]  # the shared folder: same teacher, same data
     run_train(args(parts, teacher, *shared) + ["--resume", "auto"])
     assert train_losses(parts) == train_losses(runs / "cached")
-    assert weights_equal(runs / "cached" / "learngene.safetensors", parts / "learngene.safetensors")
+    assert weights_equal(runs / "cached" / "learngene" / "learngene.safetensors", parts / "learngene" / "learngene.safetensors")
     assert len(published(runs / "shared")) == 1
 
 
