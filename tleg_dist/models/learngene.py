@@ -98,8 +98,8 @@ def expand_layers(theta_a: torch.Tensor, theta_b: torch.Tensor, depth: int) -> t
     """The `depth` expanded layer tensors as a tuple (the Aux-Net's training path)."""
     if torch.compiler.is_compiling():
         # The compiler fuses autograd's own backward of expand+unbind (no stacked gradient is
-        # materialised); the hand-written one compiles slower (cpu-64: 1.08x vs 1.00x the compiled
-        # ViT's step in benchmarks/aux_overhead.py --compile).
+        # materialised); the hand-written one compiles slower (benchmarks/aux_overhead.py --compile,
+        # docs/performance.md).
         return expand(theta_a, theta_b, depth).unbind(0)
     return _ExpandLayers.apply(theta_a, theta_b, depth)
 
