@@ -6,18 +6,18 @@ import json
 
 import pytest
 
+from _experiment import FULL_DESIGN, RECIPE
 from _launch import ROOT
 from tleg_dist import config as config_lib
 from tleg_dist.config import ConfigError
 from tleg_dist.experiments import budget, cost, endpoints, plan, recipe, results, tuning
 from tleg_dist.utils.errors import UserError
 
-RECIPE = ROOT / "configs" / "experiments" / "fmnist_v3.yaml"
 
 
 @pytest.fixture(scope="module")
 def x():
-    return recipe.load(RECIPE)
+    return recipe.load(RECIPE, FULL_DESIGN)
 
 
 @pytest.fixture(scope="module")
@@ -199,7 +199,7 @@ def test_preregistration_is_fixed_once(tmp_path, x):
     first = results.preregister(y, RECIPE)
     assert first["endpoints"]["primary"][0]["name"] == "claim1_vs_scratch_100u" and first["recipe_sha256"]
     assert results.preregister(y, RECIPE)["written"] == first["written"]
-    changed = recipe.load(RECIPE, [f"results_dir={tmp_path}", "endpoints.alpha=0.1"])
+    changed = recipe.load(RECIPE, [*FULL_DESIGN, f"results_dir={tmp_path}", "endpoints.alpha=0.1"])
     with pytest.raises(UserError, match="endpoints differ from those pre-registered"):
         results.preregister(changed, RECIPE)
     doc = json.loads((tmp_path / results.RESULTS).read_text())

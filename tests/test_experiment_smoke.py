@@ -12,12 +12,12 @@ import sys
 import pytest
 import torch
 
+from _experiment import EVERY_INIT, RECIPE
 from _launch import ROOT, clean_env
 from tleg_dist import config as config_lib
 from tleg_dist.artifacts import learngene as learngene_file
 from tleg_dist.experiments import budget, results
 
-RECIPE = ROOT / "configs" / "experiments" / "fmnist_v3.yaml"
 
 
 # ---- fresh heads (model.fresh_head) ------------------------------------------------------
@@ -82,7 +82,7 @@ def test_heur_lg_paper_inherits_only_the_high_blocks(tmp_path):
 # ---- the whole experiment at the smoke budget --------------------------------------------
 
 def launch(*args, timeout=900):
-    cmd = [sys.executable, str(ROOT / "launchers" / "experiment.py"), "--config", str(RECIPE), *args]
+    cmd = [sys.executable, str(ROOT / "launchers" / "experiment.py"), "--config", str(RECIPE), *args, *EVERY_INIT]
     return subprocess.run(cmd, cwd=ROOT, env=clean_env(), capture_output=True, text=True, timeout=timeout)
 
 

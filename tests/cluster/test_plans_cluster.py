@@ -8,13 +8,14 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from _experiment import EVERY_INIT, RECIPE
 from slurm_helpers import PYTHON, REPO, job_env
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow, pytest.mark.timeout(1200)]
 
 DEMO = ["-m", "tleg_dist.demo", "--smoke", "depths=[1,2]"]
 # One reported seed: every kind of upstream job, the tuning phase and every init, in a few minutes.
-EXPERIMENT = ["launchers/experiment.py", "--config", "configs/experiments/fmnist_v3.yaml", "--smoke", "seeds=[0]"]
+EXPERIMENT = ["launchers/experiment.py", "--config", str(RECIPE), "--smoke", "seeds=[0]", *EVERY_INIT]
 
 
 def launch(args: list[str], *more: str, timeout: float = 900) -> subprocess.CompletedProcess:
