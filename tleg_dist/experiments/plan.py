@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from tleg_dist.artifacts import run_folder
 from tleg_dist.config import ConfigError
 from tleg_dist.experiments import budget
 from tleg_dist.experiments.recipe import ExperimentRecipe
@@ -89,7 +90,7 @@ class Builder:
         if alpha is not None:
             updates["distill.alpha"] = alpha
         job = self.add(f"{self._prefix}{up}/seed{seed}: {role}{tag}", x.aux.load([*s.upstream, *self.extra]), updates,
-                       [Input("distill.teacher.checkpoint", t.name, "weights")],
+                       [Input("distill.teacher.checkpoint", t.name, run_folder.WEIGHTS)],
                        {"kind": role, "setting": up, "seed": seed, "depth": depth}, (budget_u or x.budget_u.aux)
                        * x.unit_images, x.budget_u.aux_warmup)
         self.upstream[key] = job
@@ -105,7 +106,8 @@ class Builder:
             job = self.distilled(up, seed, "pre", depth, tag=f"_d{depth}")
         else:
             job = self.distilled(up, seed, "aux" if role == "aux" else "vit", self.aux_depth)
-        field, artifact = ("model.learngene", "learngene") if role == "aux" else ("model.pretrained", "weights")
+        field, artifact = (("model.learngene", run_folder.LEARNGENE) if role == "aux"
+                           else ("model.pretrained", run_folder.WEIGHTS))
         return model_init, [Input(field, job.name, artifact)]
 
     def descendant(self, setting: str, seed: int, depth: int, init: str, hp: dict, *, out: str,
@@ -186,7 +188,7 @@ def _ablations(b: Builder, x: ExperimentRecipe, chosen: dict) -> None:
                 b.descendant(setting, a.seed, depth, "tleg", chosen[(setting, "tleg")],
                              out=f"seed{a.seed}/d{depth}_tleg{slug}", name=f"{setting}/seed{a.seed}: depth {depth} "
                              f"tleg {tag}", labels={"ablation": tag},
-                             inputs=[Input("model.learngene", aux.name, "learngene")])
+                             inputs=[Input("model.learngene", aux.name, run_folder.LEARNGENE)])
 
 
 def timing_plan(x: ExperimentRecipe, chosen: dict[tuple[str, str], dict], smoke: bool = False) -> list[Job]:

@@ -60,6 +60,8 @@ SUBMITIT = "submitit"  # the plan folder's sub-folder for submitit's pickles and
 # call itself; a version that does not would raise these), and sacct output that does not parse
 # (a header without JobID: KeyError; bytes that are not text: UnicodeDecodeError, a ValueError).
 POLL_HICCUPS = (OSError, subprocess.SubprocessError, KeyError, ValueError)
+# The state of a job with none to follow, or whose poll hiccuped; the others are submitit's (Slurm's).
+UNKNOWN, DONE_STATES, WAITING_STATES = "UNKNOWN", ("FINISHED", "COMPLETED"), ("PENDING", "REQUEUED")
 
 
 class Handle:
@@ -77,11 +79,11 @@ class Handle:
         """Submitit's state of the job; "UNKNOWN" for a job run in-process (none to follow) and
         while a poll hiccups (POLL_HICCUPS), which must not kill the launcher. Anything else raises."""
         if self.sub is None:
-            return "UNKNOWN"
+            return UNKNOWN
         try:
             return str(self.sub.state).upper()
         except POLL_HICCUPS:
-            return "UNKNOWN"
+            return UNKNOWN
 
     def ended(self) -> bool:
         if self.sub is None:

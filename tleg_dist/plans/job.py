@@ -104,7 +104,9 @@ def record(job: Job, summary: dict) -> dict:
             "time_s": round(sum(a["time_s"] for a in attempts) if attempts else summary.get("wall_time_s", 0), 3),
             "attempts": max(1, len(attempts)), "fingerprint": summary.get("fingerprint"),
             "cache_fill_s": (summary.get("teacher_cache") or {}).get("fill_s"),
-            "run_dir": str(job.out), "weights": files.get(run_folder.WEIGHTS) or files.get(run_folder.LEARNGENE)}
+            "run_dir": str(job.out),
+            # the file a dependent job binds: the weights, or the learngene of an Aux-Net
+            run_folder.WEIGHTS: files.get(run_folder.WEIGHTS) or files.get(run_folder.LEARNGENE)}
 
 
 def run_job(job: Job, dirs: dict[str, Path], is_main: bool = True) -> dict:

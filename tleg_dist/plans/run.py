@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Callable
 
 from tleg_dist.artifacts import run_folder
-from tleg_dist.plans.executors import EXECUTORS, Executor, Handle
+from tleg_dist.plans.executors import DONE_STATES, EXECUTORS, UNKNOWN, WAITING_STATES, Executor, Handle
 from tleg_dist.plans.job import Job, check_plan, derive, record, up_to_date
 from tleg_dist.utils.errors import UserError
 from tleg_dist.utils.jsonio import read_json
@@ -59,9 +59,9 @@ def reusable(jobs: list[Job], earlier: list[dict]) -> dict[str, dict]:
     out = {}
     for job in jobs:
         rec = by_name.get(job.name)
-        if rec is None or any(by_name.get(i.job, {}).get("weights") is None for i in job.inputs):
+        if rec is None or any(by_name.get(i.job, {}).get(run_folder.WEIGHTS) is None for i in job.inputs):
             continue
-        cfg = derive(job.cfg, {i.field: by_name[i.job]["weights"] for i in job.inputs})
+        cfg = derive(job.cfg, {i.field: by_name[i.job][run_folder.WEIGHTS] for i in job.inputs})
         if rec.get("fingerprint") == run_folder.fingerprint(cfg):
             out[job.name] = {**rec, "reused": True}
     return out
@@ -194,7 +194,7 @@ class _Scheduler:
         for h in list(self.running):
             if h.sub is not None and (state := h.state()) != self.states.get(h.job.name):
                 self.states[h.job.name] = state
-                if state not in ("FINISHED", "COMPLETED", "UNKNOWN"):
+                if state not in (*DONE_STATES, UNKNOWN):
                     self.echo(f"[plan] {h.job.name}: {state} (job {h.job_id})")
             if h.ended():
                 self.running.remove(h)
@@ -240,7 +240,7 @@ class _Scheduler:
 
 def _progress(h: Handle, states: dict[str, str]) -> str:
     """The newest training step of a running job, from its metrics log."""
-    if states.get(h.job.name) in ("PENDING", "REQUEUED"):
+    if states.get(h.job.name) in WAITING_STATES:
         return states[h.job.name]
     path = h.job.out / run_folder.METRICS
     try:
