@@ -14,7 +14,6 @@ from tleg_dist.experiments import budget, cost, endpoints, plan, recipe, results
 from tleg_dist.utils.errors import UserError
 
 
-
 @pytest.fixture(scope="module")
 def x():
     return recipe.load(RECIPE, FULL_DESIGN)

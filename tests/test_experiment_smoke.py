@@ -19,7 +19,6 @@ from tleg_dist.artifacts import learngene as learngene_file
 from tleg_dist.experiments import budget, results
 
 
-
 # ---- fresh heads (model.fresh_head) ------------------------------------------------------
 
 @pytest.mark.parametrize("init", ["learngene", "truncated"])
